@@ -57,7 +57,7 @@ if ! mmcv_ok; then
     log "compiling mmcv $MMCV_VERSION with ops ($DEVICE_TAG); this takes ~11 min on 2 cores, once"
     BUILD_DIR="$(mktemp -d)"
     trap 'rm -rf "$BUILD_DIR"' EXIT
-    "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
+    "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: --no-build-isolation \
       "mmcv==$MMCV_VERSION" -d "$BUILD_DIR"
     tar -xzf "$BUILD_DIR"/mmcv-"$MMCV_VERSION".tar.gz -C "$BUILD_DIR"
     SRC="$BUILD_DIR/mmcv-$MMCV_VERSION"

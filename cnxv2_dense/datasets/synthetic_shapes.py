@@ -1,0 +1,178 @@
+"""A deterministic synthetic dataset of coloured shapes, for demos and tests that run offline.
+
+One scene generator, two layouts:
+
+* COCO instance segmentation (``write_coco_shapes``): ``<root>/{train,val}/*.png`` and
+  ``<root>/annotations/instances_{train,val}.json`` with RLE masks of the visible part of each
+  shape (later shapes occlude earlier ones).
+* ADE20K-style semantic segmentation (``write_ade_shapes``):
+  ``<root>/images/{training,validation}/*.png`` and ``<root>/annotations/{training,validation}/*.png``
+  with one label per pixel (0 = background, ``k`` = class ``k``).
+
+Scenes vary the number, size, rotation, colour and overlap of shapes and the background
+(a two-colour gradient with noise and distractor stripes). Classes are defined by shape alone.
+"""
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle')
+# Palette for visualising the semantic layout (background first).
+PALETTE: Tuple[Tuple[int, int, int], ...] = ((0, 0, 0), (220, 20, 60), (0, 128, 255), (255, 200, 0))
+# Objects whose visible part is smaller than this many pixels are dropped (mostly occluded).
+MIN_VISIBLE_PIXELS = 40
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """Knobs of the scene generator.
+
+    Args:
+        image_size (int): Side of the square images in pixels.
+        min_objects (int): Fewest shapes per image.
+        max_objects (int): Most shapes per image.
+        min_radius_frac (float): Smallest shape radius as a fraction of ``image_size``.
+        max_radius_frac (float): Largest shape radius as a fraction of ``image_size``.
+    """
+    image_size: int = 128
+    min_objects: int = 1
+    max_objects: int = 4
+    min_radius_frac: float = 0.08
+    max_radius_frac: float = 0.25
+
+
+def _shape_polygon(cls: str, cx: float, cy: float, r: float, angle: float) -> List[Tuple[float, float]]:
+    corners = {'circle': 48, 'square': 4, 'triangle': 3}[cls]
+    # Squares and triangles use their circumradius r; a circle is a fine polygon.
+    return [(cx + r * math.cos(angle + 2 * math.pi * k / corners),
+             cy + r * math.sin(angle + 2 * math.pi * k / corners)) for k in range(corners)]
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    theta = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    t = (np.cos(theta) * xx + np.sin(theta) * yy)
+    t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
+    img = c0 * (1 - t[..., None]) + c1 * t[..., None]
+    # Distractor stripes: thin lines of random colour, not objects.
+    for _ in range(rng.integers(0, 4)):
+        axis, pos, width = rng.integers(0, 2), rng.integers(0, size), rng.integers(1, 4)
+        colour = rng.uniform(0, 255, 3)
+        if axis == 0:
+            img[pos:pos + width, :] = colour
+        else:
+            img[:, pos:pos + width] = colour
+    img += rng.normal(0, rng.uniform(2, 12), img.shape)
+    return img
+
+
+def render_scene(rng: np.random.Generator, spec: SceneSpec) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+    """Draw one scene.
+
+    Returns:
+        tuple: ``image`` (H, W, 3) uint8, ``instance_map`` (H, W) int32 with 0 for background and
+        ``k`` for the k-th kept object, and ``labels`` (class index per kept object, 0-based).
+    """
+    size = spec.image_size
+    img = _background(rng, size)
+    owner = np.zeros((size, size), dtype=np.int32)  # index+1 of the shape on top at each pixel
+    classes = []
+    for obj in range(int(rng.integers(spec.min_objects, spec.max_objects + 1))):
+        cls = int(rng.integers(len(CLASSES)))
+        r = rng.uniform(spec.min_radius_frac, spec.max_radius_frac) * size
+        cx, cy = rng.uniform(r * 0.6, size - r * 0.6, 2)
+        poly = _shape_polygon(CLASSES[cls], cx, cy, r, rng.uniform(0, 2 * math.pi))
+        canvas = Image.new('L', (size, size), 0)
+        ImageDraw.Draw(canvas).polygon(poly, fill=1)
+        mask = np.asarray(canvas, dtype=bool)
+        colour = rng.uniform(0, 255, 3)
+        # A mild left-to-right shading so shapes are not flat colour.
+        shade = 1 + rng.uniform(-0.15, 0.15) * np.linspace(-1, 1, size)[None, :, None]
+        fill = np.broadcast_to(colour * shade, (size, size, 3))
+        img[mask] = np.clip(fill, 0, 255)[mask]
+        owner[mask] = obj + 1
+        classes.append(cls)
+    # Keep shapes with enough visible pixels, renumbered 1..K.
+    instance_map = np.zeros_like(owner)
+    labels = []
+    for obj, cls in enumerate(classes):
+        visible = owner == obj + 1
+        if visible.sum() >= MIN_VISIBLE_PIXELS:
+            labels.append(cls)
+            instance_map[visible] = len(labels)
+    return np.clip(img, 0, 255).astype(np.uint8), instance_map, labels
+
+
+def _coco_annotation(mask: np.ndarray, ann_id: int, image_id: int, category_id: int) -> dict:
+    from pycocotools import mask as mask_utils
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle['counts'] = rle['counts'].decode('ascii')
+    x, y, w, h = mask_utils.toBbox(rle).tolist()
+    return dict(id=ann_id, image_id=image_id, category_id=category_id, segmentation=rle,
+                area=float(mask_utils.area(rle)), bbox=[x, y, w, h], iscrowd=0)
+
+
+def write_coco_shapes(root: Union[str, Path], num_train: int = 400, num_val: int = 100,
+                      spec: SceneSpec = SceneSpec(), seed: int = 0) -> Dict[str, Path]:
+    """Write the COCO-format instance segmentation layout under ``root``.
+
+    Returns:
+        dict: split name -> annotation file path.
+    """
+    root = Path(root)
+    categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(CLASSES)]
+    ann_files = {}
+    for split, count, split_seed in (('train', num_train, seed), ('val', num_val, seed + 1)):
+        rng = np.random.default_rng(split_seed)
+        (root / split).mkdir(parents=True, exist_ok=True)
+        images, annotations = [], []
+        for index in range(count):
+            image, instance_map, labels = render_scene(rng, spec)
+            file_name = f'{index:06d}.png'
+            Image.fromarray(image).save(root / split / file_name)
+            image_id = index + 1
+            images.append(dict(id=image_id, file_name=file_name, height=spec.image_size,
+                               width=spec.image_size))
+            for k, cls in enumerate(labels):
+                annotations.append(_coco_annotation(instance_map == k + 1, len(annotations) + 1,
+                                                    image_id, cls + 1))
+        ann_file = root / 'annotations' / f'instances_{split}.json'
+        ann_file.parent.mkdir(parents=True, exist_ok=True)
+        ann_file.write_text(json.dumps(dict(images=images, annotations=annotations,
+                                            categories=categories)))
+        ann_files[split] = ann_file
+    return ann_files
+
+
+def write_ade_shapes(root: Union[str, Path], num_train: int = 400, num_val: int = 100,
+                     spec: SceneSpec = SceneSpec(), seed: int = 0) -> Dict[str, Path]:
+    """Write the ADE20K-style semantic segmentation layout under ``root``.
+
+    Label maps hold 0 for background and ``k`` (1-based) for ``CLASSES[k - 1]``.
+
+    Returns:
+        dict: split name (``training`` / ``validation``) -> image folder.
+    """
+    root = Path(root)
+    folders = {}
+    for split, count, split_seed in (('training', num_train, seed),
+                                     ('validation', num_val, seed + 1)):
+        rng = np.random.default_rng(split_seed)
+        img_dir, ann_dir = root / 'images' / split, root / 'annotations' / split
+        img_dir.mkdir(parents=True, exist_ok=True)
+        ann_dir.mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            image, instance_map, labels = render_scene(rng, spec)
+            semantic = np.zeros(instance_map.shape, dtype=np.uint8)
+            for k, cls in enumerate(labels):
+                semantic[instance_map == k + 1] = cls + 1
+            Image.fromarray(image).save(img_dir / f'{index:06d}.png')
+            Image.fromarray(semantic).save(ann_dir / f'{index:06d}.png')
+        folders[split] = img_dir
+    return folders

@@ -1,0 +1,267 @@
+"""ConvNeXt V2 backbone for dense prediction (mmdet / mmseg).
+
+Paper: "ConvNeXt V2: Co-designing and Scaling ConvNets with Masked Autoencoders",
+Woo et al., CVPR 2023 (arXiv 2301.00808). Official code and weights:
+https://github.com/facebookresearch/ConvNeXt-V2 (weights CC-BY-NC 4.0).
+
+Parameter names follow the official code (``downsample_layers.i``, ``stages.i.j.dwconv`` ...),
+with mmpretrain-style output norms ``norm{i}``; GRN parameters are stored with shape ``(C,)``.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from torch import nn
+
+from ..registry import MODELS
+from .layer_depth import default_num_layers, get_layer_id
+from .layers import GRN, LayerNorm2d, LayerNormLast
+
+# Depths and widths of the published variants (paper Table / official code).
+ARCH_SETTINGS: Dict[str, Dict[str, List[int]]] = {
+    'atto': dict(depths=[2, 2, 6, 2], dims=[40, 80, 160, 320]),
+    'femto': dict(depths=[2, 2, 6, 2], dims=[48, 96, 192, 384]),
+    'pico': dict(depths=[2, 2, 6, 2], dims=[64, 128, 256, 512]),
+    'nano': dict(depths=[2, 2, 8, 2], dims=[80, 160, 320, 640]),
+    'tiny': dict(depths=[3, 3, 9, 3], dims=[96, 192, 384, 768]),
+    'base': dict(depths=[3, 3, 27, 3], dims=[128, 256, 512, 1024]),
+    'large': dict(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536]),
+    'huge': dict(depths=[3, 3, 27, 3], dims=[352, 704, 1408, 2816]),
+}
+NUM_STAGES = 4
+# Total stride of the network: the stem (4) and three 2x downsamples.
+TOTAL_STRIDE = 32
+
+
+def parse_arch(arch: Union[str, dict]) -> Tuple[List[int], List[int]]:
+    """Return ``(depths, dims)`` for an arch name or a ``dict(depths=..., dims=...)``."""
+    if isinstance(arch, str):
+        if arch not in ARCH_SETTINGS:
+            raise ValueError(f'Unknown arch {arch!r}; choose one of {sorted(ARCH_SETTINGS)} '
+                             'or pass dict(depths=[...4 ints], dims=[...4 ints]).')
+        setting = ARCH_SETTINGS[arch]
+    elif isinstance(arch, dict):
+        setting = arch
+    else:
+        raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
+    if set(setting) != {'depths', 'dims'}:
+        raise ValueError(f'An arch dict needs exactly the keys depths and dims, got {sorted(setting)}')
+    depths, dims = list(setting['depths']), list(setting['dims'])
+    if len(depths) != NUM_STAGES or len(dims) != NUM_STAGES:
+        raise ValueError(f'arch needs {NUM_STAGES} depths and {NUM_STAGES} dims, '
+                         f'got depths={depths}, dims={dims}')
+    if any(int(v) <= 0 for v in depths + dims):
+        raise ValueError(f'arch depths and dims must be positive, got depths={depths}, dims={dims}')
+    return [int(d) for d in depths], [int(d) for d in dims]
+
+
+class ConvNeXtV2Block(nn.Module):
+    """ConvNeXt V2 block: dwconv 7x7 -> LN -> Linear(C, 4C) -> GELU -> GRN -> Linear(4C, C).
+
+    With ``use_grn=False`` and ``layer_scale_init_value > 0`` it is the ConvNeXt V1 block.
+
+    Args:
+        dim (int): Channels.
+        drop_path_rate (float): Stochastic depth rate. Defaults to 0.
+        mlp_ratio (int): Hidden width of the MLP over ``dim``. Defaults to 4.
+        use_grn (bool): Use GRN after the activation. Defaults to True.
+        layer_scale_init_value (float): Init of a per-channel output scale ``gamma``;
+            0 disables it (V2). Defaults to 0.
+        with_cp (bool): Gradient checkpointing of the block. Defaults to False.
+    """
+
+    def __init__(self, dim: int, drop_path_rate: float = 0., mlp_ratio: int = 4,
+                 use_grn: bool = True, layer_scale_init_value: float = 0.,
+                 with_cp: bool = False) -> None:
+        super().__init__()
+        hidden = mlp_ratio * dim
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.norm = LayerNormLast(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.grn = GRN(hidden, channels_last=True) if use_grn else nn.Identity()
+        self.pwconv2 = nn.Linear(hidden, dim)
+        self.gamma = (nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
+                      if layer_scale_init_value > 0 else None)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.with_cp = with_cp
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dwconv(x)
+        x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+        x = self.pwconv2(self.grn(self.act(self.pwconv1(self.norm(x)))))
+        if self.gamma is not None:
+            x = x * self.gamma
+        x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+        return self.drop_path(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            return x + cp.checkpoint(self._residual, x, use_reentrant=False)
+        return x + self._residual(x)
+
+
+@MODELS.register_module()
+class ConvNeXtV2(BaseModule):
+    """ConvNeXt V2 backbone returning multi-scale features for mmdet / mmseg.
+
+    Args:
+        arch (str | dict): One of ``ARCH_SETTINGS`` (atto ... huge) or
+            ``dict(depths=[4 ints], dims=[4 ints])``. Defaults to ``'tiny'``.
+        in_channels (int): Input channels. Defaults to 3.
+        out_indices (int | Sequence[int]): Stages (0-3, negatives allowed) whose outputs are
+            returned, each after its own LayerNorm ``norm{i}``. Defaults to all four.
+        frozen_stages (int): -1 freezes nothing; 0 the stem; ``k`` in 1-4 the stem and the first
+            ``k`` stages (with their downsample layers). Frozen parts stay in eval mode.
+            Defaults to -1.
+        drop_path_rate (float): Stochastic depth rate, growing linearly over all blocks from 0
+            to this value. Defaults to 0.
+        use_grn (bool): GRN in every block (V2). Defaults to True.
+        layer_scale_init_value (float): Layer scale init; 0 disables it (V2; V1 used 1e-6).
+            Defaults to 0.
+        with_cp (bool): Gradient checkpointing per block. Defaults to False.
+        init_cfg (dict | list[dict], optional): mmengine init config; ``dict(type='Pretrained',
+            checkpoint=PATH)`` loads pretrained weights. Defaults to None (trunc-normal init).
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 drop_path_rate: float = 0.,
+                 use_grn: bool = True,
+                 layer_scale_init_value: float = 0.,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=copy.deepcopy(init_cfg))
+        self.depths, self.dims = parse_arch(arch)
+        self.out_indices = self._normalise_out_indices(out_indices)
+        if not -1 <= frozen_stages <= NUM_STAGES:
+            raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}] (-1: nothing, 0: stem, '
+                             f'k: stem and first k stages), got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        if not 0. <= drop_path_rate < 1.:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
+
+        self.downsample_layers = nn.ModuleList()
+        self.downsample_layers.append(nn.Sequential(
+            nn.Conv2d(in_channels, self.dims[0], kernel_size=4, stride=4),
+            LayerNorm2d(self.dims[0], eps=1e-6)))
+        for i in range(1, NUM_STAGES):
+            self.downsample_layers.append(nn.Sequential(
+                LayerNorm2d(self.dims[i - 1], eps=1e-6),
+                nn.Conv2d(self.dims[i - 1], self.dims[i], kernel_size=2, stride=2)))
+
+        num_blocks = sum(self.depths)
+        # Linear from 0 to drop_path_rate over all blocks (plain floats: no tensor needed).
+        rates = [drop_path_rate * j / max(num_blocks - 1, 1) for j in range(num_blocks)]
+        self.stages = nn.ModuleList()
+        for i, depth in enumerate(self.depths):
+            first = sum(self.depths[:i])
+            self.stages.append(nn.Sequential(*[
+                ConvNeXtV2Block(self.dims[i], drop_path_rate=rates[first + j], use_grn=use_grn,
+                                layer_scale_init_value=layer_scale_init_value, with_cp=with_cp)
+                for j in range(depth)]))
+
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', LayerNorm2d(self.dims[i], eps=1e-6))
+        self._freeze_stages()
+
+    @staticmethod
+    def _normalise_out_indices(out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+        if not indices:
+            raise ValueError('out_indices must name at least one stage')
+        result = []
+        for index in indices:
+            if not -NUM_STAGES <= index < NUM_STAGES:
+                raise ValueError(f'out_indices must be in [{-NUM_STAGES}, {NUM_STAGES - 1}] '
+                                 f'(stages 0-3, negatives count from the end), got {index}')
+            result.append(index % NUM_STAGES)
+        return tuple(sorted(set(result)))
+
+    @property
+    def num_layers(self) -> int:
+        """Default number of layer-decay layers for this arch (6 for tiny, 12 for base+)."""
+        return default_num_layers(self.depths)
+
+    def get_layer_depth(self, param_name: str, prefix: str = '',
+                        decay_type: str = 'layer_wise',
+                        num_layers: Optional[int] = None) -> Tuple[int, int]:
+        """Layer id of a parameter for layer-wise lr decay.
+
+        Args:
+            param_name (str): Parameter name, possibly with ``prefix`` (e.g. ``backbone.``).
+            prefix (str): Prefix of backbone parameter names. Defaults to ''.
+            decay_type (str): ``'layer_wise'`` or ``'stage_wise'``.
+            num_layers (int, optional): Id of the last backbone layer. Defaults to
+                :attr:`num_layers`.
+
+        Returns:
+            tuple[int, int]: ``(layer_id, max_layer_id)`` where ``max_layer_id = num_layers + 1``
+            is also the id of every parameter outside the backbone.
+        """
+        num_layers = self.num_layers if num_layers is None else num_layers
+        if not param_name.startswith(prefix):
+            return num_layers + 1, num_layers + 1
+        name = param_name[len(prefix):]
+        return get_layer_id(name, num_layers, decay_type), num_layers + 1
+
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        modules: List[nn.Module] = [self.downsample_layers[0]]
+        for i in range(self.frozen_stages):
+            modules += [self.downsample_layers[i], self.stages[i]]
+        return modules
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'ConvNeXtV2':
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def init_weights(self) -> None:
+        if self.init_cfg is not None:
+            cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+            pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
+            if pretrained:
+                from ..checkpoint import load_pretrained_backbone
+                self._init_trunc_normal()
+                load_pretrained_backbone(self, pretrained[-1]['checkpoint'],
+                                         prefix=pretrained[-1].get('prefix'))
+                self._is_init = True
+                return
+            super().init_weights()
+            return
+        self._init_trunc_normal()
+
+    def _init_trunc_normal(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                trunc_normal_(module.weight, std=.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if x.dim() != 4:
+            raise ValueError(f'ConvNeXtV2 expects (N, C, H, W) input, got shape {tuple(x.shape)}')
+        if min(x.shape[-2:]) < TOTAL_STRIDE:
+            raise ValueError(f'Input sides must be at least {TOTAL_STRIDE} px (the total stride), '
+                             f'got {tuple(x.shape[-2:])}; pad or resize the image.')
+        outs = []
+        for i in range(NUM_STAGES):
+            x = self.stages[i](self.downsample_layers[i](x))
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)

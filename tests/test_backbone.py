@@ -1,0 +1,191 @@
+import pytest
+import torch
+
+from cnxv2_dense.models import ARCH_SETTINGS, ConvNeXtV2, default_num_layers, get_layer_id
+
+
+def build_on_meta(**kwargs) -> ConvNeXtV2:
+    with torch.device('meta'):
+        return ConvNeXtV2(**kwargs)
+
+
+@pytest.mark.parametrize('arch', sorted(ARCH_SETTINGS))
+def test_every_arch_gives_four_strided_outputs(arch):
+    # Built on the meta device: shapes are checked without allocating the 660M-param huge model.
+    model = build_on_meta(arch=arch)
+    with torch.device('meta'):
+        outs = model(torch.empty(2, 3, 64, 96))
+    dims = ARCH_SETTINGS[arch]['dims']
+    assert [tuple(o.shape) for o in outs] == [
+        (2, dims[i], 64 // 2 ** (i + 2), 96 // 2 ** (i + 2)) for i in range(4)]
+
+
+@pytest.mark.parametrize('out_indices,expected', [
+    ((0, 1, 2, 3), (0, 1, 2, 3)), (3, (3,)), ((-1,), (3,)), ((1, -2), (1, 2)), ([2, 0], (0, 2))])
+def test_out_indices(tiny_arch, out_indices, expected):
+    model = ConvNeXtV2(arch=tiny_arch, out_indices=out_indices)
+    assert model.out_indices == expected
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [tiny_arch['dims'][i] for i in expected]
+    assert {n for n, _ in model.named_children() if n.startswith('norm')} == {
+        f'norm{i}' for i in expected}
+
+
+def test_out_indices_list_is_not_mutated(tiny_arch):
+    indices = [-1, 0]
+    ConvNeXtV2(arch=tiny_arch, out_indices=indices)
+    assert indices == [-1, 0]
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(arch='tiniest'), "choose one of ['atto', 'base', 'femto', 'huge', 'large', 'nano', "
+                           "'pico', 'tiny']"),
+    (dict(arch=dict(depths=[1, 1, 1], dims=[8, 8, 8])), 'needs 4 depths'),
+    (dict(arch=dict(depths=[1, 1, 1, 1])), 'exactly the keys depths and dims'),
+    (dict(out_indices=(4,)), 'out_indices must be in [-4, 3]'),
+    (dict(out_indices=(-5,)), 'out_indices must be in [-4, 3]'),
+    (dict(frozen_stages=5), 'frozen_stages must be in [-1, 4]'),
+    (dict(drop_path_rate=1.0), 'drop_path_rate must be in [0, 1)'),
+])
+def test_bad_arguments_name_the_valid_values(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        build_on_meta(**kwargs)
+    assert message in str(err.value)
+
+
+def test_inputs_not_multiple_of_32_work_and_too_small_ones_fail_clearly(tiny_arch):
+    model = ConvNeXtV2(arch=tiny_arch)
+    outs = model(torch.randn(1, 3, 70, 45))
+    assert [tuple(o.shape[-2:]) for o in outs] == [(17, 11), (8, 5), (4, 2), (2, 1)]
+    with pytest.raises(ValueError, match='at least 32 px'):
+        model(torch.randn(1, 3, 16, 64))
+
+
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 4])
+def test_frozen_stages_stay_frozen_and_in_eval(tiny_arch, frozen_stages):
+    model = ConvNeXtV2(arch=tiny_arch, frozen_stages=frozen_stages, drop_path_rate=0.1)
+    model.train()
+    for name, param in model.named_parameters():
+        frozen = (frozen_stages >= 0 and name.startswith('downsample_layers.0.')) or any(
+            name.startswith((f'downsample_layers.{i}.', f'stages.{i}.'))
+            for i in range(max(frozen_stages, 0)))
+        assert param.requires_grad is not frozen, name
+    for name, module in model.named_modules():
+        if name.startswith(('downsample_layers.', 'stages.')):
+            stage = int(name.split('.')[1])
+            frozen = (frozen_stages >= 0 and name.startswith('downsample_layers.0')) or \
+                stage < frozen_stages
+            assert module.training is not frozen, name
+    assert model.train() is model
+
+
+def test_with_cp_gives_the_same_outputs_and_gradients(tiny_arch):
+    plain = ConvNeXtV2(arch=tiny_arch, drop_path_rate=0.0)
+    plain.init_weights()
+    ckpt = ConvNeXtV2(arch=tiny_arch, drop_path_rate=0.0, with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for model in (plain, ckpt):
+        model.zero_grad()
+        sum(o.square().mean() for o in model(x)).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    torch.testing.assert_close(plain(x), ckpt(x))
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
+
+
+def test_channels_last_input_gives_the_same_outputs(tiny_arch):
+    model = ConvNeXtV2(arch=tiny_arch).eval()
+    model.init_weights()
+    x = torch.randn(2, 3, 64, 64)
+    ref = model(x)
+    out = model(x.contiguous(memory_format=torch.channels_last))
+    for a, b in zip(ref, out):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_autocast_with_large_inputs_is_finite(tiny_arch, dtype):
+    model = ConvNeXtV2(arch=tiny_arch).eval()
+    model.init_weights()
+    for module in model.modules():
+        if hasattr(module, 'gamma') and isinstance(module.gamma, torch.nn.Parameter):
+            torch.nn.init.normal_(module.gamma, std=0.5)
+    x = 1000 * torch.randn(1, 3, 128, 128)
+    with torch.autocast('cpu', dtype=dtype):
+        outs = model(x)
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_v1_block_ablation_has_layer_scale_and_no_grn(tiny_arch):
+    model = ConvNeXtV2(arch=tiny_arch, use_grn=False, layer_scale_init_value=1e-6)
+    names = [n for n, _ in model.named_parameters()]
+    assert not any('.grn.' in n for n in names)
+    assert torch.allclose(model.stages[0][0].gamma, torch.full((8,), 1e-6))
+    assert len(model(torch.randn(1, 3, 32, 32))) == 4
+
+
+def test_init_is_trunc_normal_with_zero_bias(tiny_arch):
+    model = ConvNeXtV2(arch=dict(depths=[1, 1, 1, 1], dims=[64, 64, 64, 64]))
+    model.init_weights()
+    weight = model.stages[0][0].pwconv1.weight
+    # Like the official code (timm's trunc_normal_), the bounds are +-2 absolute, not +-2 std.
+    assert abs(weight.std().item() - 0.02) < 0.002
+    assert weight.abs().max() <= 2
+    assert torch.all(model.stages[0][0].pwconv1.bias == 0)
+
+
+def test_pretrained_init_loads_our_own_checkpoint(tiny_arch, tmp_path):
+    source = ConvNeXtV2(arch=tiny_arch)
+    source.init_weights()
+    path = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': source.state_dict()}, path)
+    target = ConvNeXtV2(arch=tiny_arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    target.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_pretrained_init_from_a_detector_checkpoint(tiny_arch, tmp_path):
+    source = ConvNeXtV2(arch=tiny_arch)
+    source.init_weights()
+    path = tmp_path / 'detector.pth'
+    state = {f'backbone.{k}': v for k, v in source.state_dict().items()}
+    state['neck.conv.weight'] = torch.zeros(1)
+    torch.save({'state_dict': state, 'meta': {}}, path)
+    target = ConvNeXtV2(arch=tiny_arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    target.init_weights()
+    torch.testing.assert_close(target.stages[2][1].pwconv1.weight, source.stages[2][1].pwconv1.weight)
+
+
+@pytest.mark.parametrize('depths,expected', [([3, 3, 9, 3], 6), ([3, 3, 27, 3], 12),
+                                             ([2, 2, 6, 2], 5), ([2, 2, 8, 2], 6)])
+def test_default_num_layers(depths, expected):
+    assert default_num_layers(depths) == expected
+
+
+@pytest.mark.parametrize('name,layer_wise,stage_wise', [
+    ('downsample_layers.0.0.weight', 0, 0),
+    ('downsample_layers.1.1.weight', 2, 0),
+    ('downsample_layers.2.0.bias', 3, 0),
+    ('downsample_layers.3.1.weight', 6, 0),
+    ('stages.0.2.dwconv.weight', 1, 1),
+    ('stages.1.0.grn.gamma', 2, 2),
+    ('stages.2.0.pwconv1.weight', 3, 3),
+    ('stages.2.5.norm.weight', 4, 3),
+    ('stages.2.8.pwconv2.bias', 5, 3),
+    ('stages.3.1.dwconv.weight', 6, 4),
+    ('norm3.weight', 7, 7),
+])
+def test_layer_ids_for_tiny(name, layer_wise, stage_wise):
+    assert get_layer_id(name, 6, 'layer_wise') == layer_wise
+    assert get_layer_id(name, 6, 'stage_wise') == stage_wise
+    model = build_on_meta(arch='tiny')
+    assert model.get_layer_depth('backbone.' + name, prefix='backbone.') == (layer_wise, 7)
+    assert model.get_layer_depth('neck.lateral_convs.0.conv.weight', 'backbone.') == (7, 7)
+
+
+def test_unknown_decay_type_fails():
+    with pytest.raises(ValueError, match="one of \\('layer_wise', 'stage_wise'\\)"):
+        get_layer_id('stages.0.0.dwconv.weight', 6, 'block_wise')

@@ -1,0 +1,62 @@
+"""The backbone inside mmdet / mmseg: registry lookups and a Mask R-CNN train / predict step."""
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from cnxv2_dense.models import ConvNeXtV2
+
+from .conftest import ROOT, TINY_ARCH
+
+DEMO_CONFIG = os.path.join(ROOT, 'configs', 'mask_rcnn_cnxv2_demo_shapes.py')
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_registry_builds_the_backbone_from_either_toolbox(scope):
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    backbone = registry.build(dict(type='cnxv2_dense.ConvNeXtV2', arch=TINY_ARCH, out_indices=(1, 3)))
+    assert isinstance(backbone, ConvNeXtV2)
+    assert [o.shape[1] for o in backbone(torch.randn(1, 3, 64, 64))] == [16, 64]
+
+
+def test_does_not_clash_with_mmpretrain_style_names():
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    assert MODELS.get('cnxv2_dense.ConvNeXtV2') is ConvNeXtV2
+    assert MODELS.get('ConvNeXtV2') is None
+
+
+def build_demo_detector(tmp_arch=TINY_ARCH):
+    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg.model.backbone.arch = tmp_arch
+    cfg.model.neck.in_channels = tmp_arch['dims']
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def test_mask_rcnn_loss_and_predict_step():
+    from mmdet.testing import demo_mm_inputs
+    model = build_demo_detector()
+    packed = demo_mm_inputs(batch_size=2, image_shapes=[(3, 96, 128), (3, 128, 96)], num_items=[3, 2],
+                            num_classes=3, with_mask=True)
+    data = model.data_preprocessor(packed, True)
+    losses = model(**data, mode='loss')
+    for key in ('loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox', 'loss_mask'):
+        assert key in losses
+    total = sum(v if isinstance(v, torch.Tensor) else sum(v) for v in losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.backbone.stages[0][0].pwconv1.weight.grad.abs().sum() > 0
+
+    model.eval()
+    with torch.no_grad():
+        results = model(**model.data_preprocessor(packed, False), mode='predict')
+    assert len(results) == 2
+    pred = results[0].pred_instances
+    assert pred.bboxes.shape[1] == 4 and len(pred.masks) == len(pred.bboxes)

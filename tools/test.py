@@ -1,0 +1,96 @@
+"""Evaluate a checkpoint on a config's test set (mmdet's command-line interface).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir vis]
+
+Works for detection (mmdet) and segmentation (mmseg) configs alike; the config's
+``default_scope`` decides.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from cnxv2_dense.utils import allow_mmengine_checkpoints  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--out', help='dump predictions to a pickle file (mmdet) or prediction '
+                        'maps to this folder (mmseg)')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir', help='save pictures with predictions drawn to this '
+                        'folder (inside the work dir, timestamped)')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def _enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
+    hooks = cfg.default_hooks
+    if 'visualization' not in hooks:
+        raise RuntimeError('--show/--show-dir need a `visualization` hook in default_hooks')
+    vis = hooks.visualization
+    vis.draw = True
+    if args.show:
+        vis.show = True
+        vis.wait_time = args.wait_time
+    if args.show_dir:
+        # mmdet's DetVisualizationHook takes test_out_dir, mmseg's SegVisualizationHook show_dir.
+        key = 'test_out_dir' if cfg.get('default_scope') == 'mmdet' else 'show_dir'
+        vis[key] = args.show_dir
+
+
+def _dump_predictions(cfg: Config, out: str) -> None:
+    if cfg.get('default_scope') == 'mmseg':
+        cfg.test_evaluator.output_dir = out
+        cfg.test_evaluator.keep_results = True
+        return
+    if not out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must be a .pkl or .pickle file, got {out}')
+    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    cfg.test_evaluator = [*evaluators, ConfigDict(type='DumpDetResults', out_file_path=out)]
+
+
+def build_test_config(args: argparse.Namespace) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        _enable_visualization(cfg, args)
+    if args.out is not None:
+        _dump_predictions(cfg, args.out)
+    return cfg
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    allow_mmengine_checkpoints()
+    cfg = build_test_config(args)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
