@@ -31,6 +31,20 @@ def test_coco_layout_loads_with_pycocotools_and_masks_match_boxes(tmp_path):
     assert len(COCO(str(ann_files['val'])).getImgIds()) == 3
 
 
+def test_ground_truth_as_predictions_scores_perfect_map(tmp_path):
+    from pycocotools.cocoeval import COCOeval
+    ann_files = write_coco_shapes(tmp_path, num_train=1, num_val=8, spec=SceneSpec(image_size=64))
+    coco = COCO(str(ann_files['val']))
+    detections = [dict(image_id=a['image_id'], category_id=a['category_id'], bbox=a['bbox'],
+                       segmentation=a['segmentation'], score=1.0) for a in coco.dataset['annotations']]
+    for iou_type in ('bbox', 'segm'):
+        evaluator = COCOeval(coco, coco.loadRes(detections), iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+        assert evaluator.stats[0] == 1.0
+
+
 def test_instances_do_not_overlap_and_classes_vary(tmp_path):
     ann_files = write_coco_shapes(tmp_path, num_train=20, num_val=1, spec=SceneSpec(image_size=64))
     coco = COCO(str(ann_files['train']))

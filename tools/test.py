@@ -16,7 +16,8 @@ from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from cnxv2_dense.utils import allow_mmengine_checkpoints  # noqa: E402
+from cnxv2_dense.utils import (allow_mmengine_checkpoints, load_config,  # noqa: E402
+                               prepare_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,14 +69,7 @@ def _dump_predictions(cfg: Config, out: str) -> None:
 
 
 def build_test_config(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)
@@ -88,6 +82,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     allow_mmengine_checkpoints()
     cfg = build_test_config(args)
+    prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     return runner.test()
 

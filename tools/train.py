@@ -15,7 +15,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from cnxv2_dense.utils import allow_mmengine_checkpoints  # noqa: E402
+from cnxv2_dense.utils import (allow_mmengine_checkpoints, load_config,  # noqa: E402
+                               prepare_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,14 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_train_config(args: argparse.Namespace) -> Config:
     """Load the config and apply the command-line overrides."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -72,6 +66,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     allow_mmengine_checkpoints()
     cfg = build_train_config(args)
+    prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
 

@@ -144,8 +144,9 @@ def write_coco_shapes(root: Union[str, Path], num_train: int = 400, num_val: int
                                                     image_id, cls + 1))
         ann_file = root / 'annotations' / f'instances_{split}.json'
         ann_file.parent.mkdir(parents=True, exist_ok=True)
-        ann_file.write_text(json.dumps(dict(images=images, annotations=annotations,
-                                            categories=categories)))
+        info = dict(description=f'synthetic shapes ({split})', version='1.0', year=2026)
+        ann_file.write_text(json.dumps(dict(info=info, licenses=[], images=images,
+                                            annotations=annotations, categories=categories)))
         ann_files[split] = ann_file
     return ann_files
 

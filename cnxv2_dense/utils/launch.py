@@ -1,0 +1,43 @@
+"""Small pieces shared by tools/train.py and tools/test.py."""
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+
+
+def load_config(config: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None) -> Config:
+    """Load a config and apply the overrides every tool shares (mmdet's tools do the same).
+
+    The work dir defaults to ``./work_dirs/<config name>``.
+    """
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def prepare_cpu_distributed(cfg: Config) -> None:
+    """Make ``--launcher pytorch`` work on machines without a GPU.
+
+    mmengine's launcher pins a CUDA device and uses NCCL; without a GPU we start the process
+    group with gloo ourselves (the Runner then skips its own init) and wrap the model in DDP
+    with ``device_ids=None``, which is what DDP expects for CPU modules.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
+                                world_size=int(os.environ['WORLD_SIZE']))
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
