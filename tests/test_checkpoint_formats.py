@@ -1,0 +1,570 @@
+"""Every supported checkpoint layout loads into ConvNeXtV2, safely (cnxv2_dense.checkpoint*).
+
+Independent sources: timm, Hugging Face transformers and mmpretrain build their own models here,
+and their state dicts are what gets converted; outputs are then compared with theirs. The
+official dense and MinkowskiEngine layouts have no installable reference, so the test writes them
+from our own weights with its own code, following the rules in REFERENCES.md section 3.
+"""
+import argparse
+import hashlib
+import importlib.util
+import logging
+import re
+from pathlib import Path
+from typing import Dict, List, Union
+
+import numpy as np
+import pytest
+import timm
+import torch
+from mmengine.logging import MessageHub, MMLogger
+from safetensors.torch import save_file
+
+from cnxv2_dense import (CheckpointFormatError, CheckpointShapeError, ConvNeXtV2,
+                         UnreadableCheckpointError, UnsafeCheckpointError, convert_state_dict,
+                         detect_format, guess_arch, load_pretrained_backbone, read_checkpoint,
+                         sparse_kernel_to_dense)
+from tools import convert_checkpoint
+
+HAS_TRANSFORMERS = importlib.util.find_spec('transformers') is not None
+HAS_MMPRETRAIN = importlib.util.find_spec('mmpretrain') is not None
+TINY = dict(depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])
+OUTPUT_NORM = re.compile(r'^norm[0-3]\.')
+
+
+# ----------------------------------------------------------------------------------- helpers
+def randomise(module: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial values everywhere, GRN and LayerNorm affine included (they init to 0 / 1)."""
+    with torch.no_grad():
+        for param in module.parameters():
+            param.normal_(std=0.3)
+    return module.eval()
+
+
+def source_model() -> ConvNeXtV2:
+    return randomise(ConvNeXtV2(arch=TINY))
+
+
+def loaded_model(path: Union[str, Path], arch=None) -> ConvNeXtV2:
+    model = ConvNeXtV2(arch=arch or TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    return model.eval()
+
+
+def assert_backbone_equal(model: ConvNeXtV2, reference: ConvNeXtV2, with_norms: bool) -> None:
+    ours, ref = model.state_dict(), reference.state_dict()
+    for key, value in ref.items():
+        if with_norms or not OUTPUT_NORM.match(key):
+            assert torch.equal(ours[key], value), key
+
+
+def compare_normed(model: ConvNeXtV2, features: List[torch.Tensor], x: torch.Tensor) -> None:
+    """Our outputs == our (loaded or initial) output norms applied to reference stage features."""
+    with torch.no_grad():
+        outs = model(x)
+        for i, (out, feat) in enumerate(zip(outs, features)):
+            expected = getattr(model, f'norm{i}')(feat)
+            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+class LogRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def log_records():
+    logger = MMLogger.get_current_instance()
+    handler = LogRecords()
+    logger.addHandler(handler)
+    yield handler.records
+    logger.removeHandler(handler)
+
+
+# ---- writers of the layouts that have no installable reference (REFERENCES.md section 3) ----
+DECODER_DIM = 16
+
+
+def decoder_keys(encoder_dim: int) -> Dict[str, torch.Tensor]:
+    """FCMAE decoder: 1x1 proj, mask token, one ConvNeXt V2 block, 1x1 pred (32*32*3 outputs)."""
+    d = DECODER_DIM
+    return {'proj.weight': torch.randn(d, encoder_dim, 1, 1), 'proj.bias': torch.randn(d),
+            'mask_token': torch.randn(1, d, 1, 1),
+            'decoder.0.dwconv.weight': torch.randn(d, 1, 7, 7),
+            'decoder.0.pwconv1.weight': torch.randn(4 * d, d),
+            'decoder.0.grn.gamma': torch.randn(1, 1, 1, 4 * d),
+            'pred.weight': torch.randn(3072, d, 1, 1), 'pred.bias': torch.randn(3072)}
+
+
+def to_official(state: Dict[str, torch.Tensor], finetuned: bool) -> Dict[str, torch.Tensor]:
+    """Official dense layout: our names, GRN (1, 1, 1, C), no output norms; norm + head if FT."""
+    out = {}
+    for key, value in state.items():
+        if OUTPUT_NORM.match(key):
+            continue
+        if key.endswith(('grn.gamma', 'grn.beta')):
+            value = value.reshape(1, 1, 1, -1)
+        out[key] = value.clone()
+    if finetuned:
+        out.update({'norm.weight': torch.randn(64), 'norm.bias': torch.randn(64),
+                    'head.weight': torch.randn(1000, 64), 'head.bias': torch.randn(1000)})
+    else:
+        out.update(decoder_keys(64))
+    return out
+
+
+def dense_to_kernel(weight: torch.Tensor, depthwise: bool) -> torch.Tensor:
+    """Inverse of the documented sparse -> dense rule, written independently."""
+    out_ch, in_ch, kh, kw = weight.shape
+    flat = weight.transpose(2, 3).reshape(out_ch, in_ch, kh * kw)  # undo the spatial swap
+    if depthwise:
+        return flat[:, 0, :].permute(1, 0).contiguous()  # (C, k*k) -> (k*k, C)
+    return flat.permute(2, 1, 0).contiguous()  # (out, in, k*k) -> (k*k, in, out)
+
+
+def to_minkowski(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """What the official MinkowskiEngine FCMAE model's state_dict() holds for these weights."""
+    out = {}
+    for key, value in state.items():
+        if OUTPUT_NORM.match(key):
+            continue
+        block = re.match(r'^(stages\.\d\.\d+)\.(dwconv|norm|pwconv1|pwconv2|grn)\.(\w+)$', key)
+        down = re.match(r'^downsample_layers\.([1-3])\.([01])\.(\w+)$', key)
+        if block:
+            name, layer, param = block.groups()
+            if layer == 'dwconv':  # MinkowskiDepthwiseConvolution: kernel (k*k, C), bias (1, C)
+                new = (f'{name}.dwconv.kernel', dense_to_kernel(value, True)) if param == 'weight' \
+                    else (f'{name}.dwconv.bias', value.reshape(1, -1))
+            elif layer == 'norm':  # MinkowskiLayerNorm wraps nn.LayerNorm as `ln`
+                new = (f'{name}.norm.ln.{param}', value)
+            elif layer == 'grn':  # MinkowskiGRN: (1, C)
+                new = (f'{name}.grn.{param}', value.reshape(1, -1))
+            else:  # MinkowskiLinear wraps nn.Linear as `linear`
+                new = (f'{name}.{layer}.linear.{param}', value)
+        elif down and down.group(2) == '0':
+            new = (f'downsample_layers.{down.group(1)}.0.ln.{down.group(3)}', value)
+        elif down:  # MinkowskiConvolution: kernel (k*k, in, out), bias (1, out)
+            new = (f'downsample_layers.{down.group(1)}.1.kernel', dense_to_kernel(value, False)) \
+                if down.group(3) == 'weight' else (key, value.reshape(1, -1))
+        else:  # the stem is a dense Conv2d + channels-first LayerNorm
+            new = (key, value)
+        out['encoder.' + new[0]] = new[1].clone()
+    out.update(decoder_keys(64))
+    return out
+
+
+def project_fcmae(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """This project's FCMAE model: encoder.<our keys> (no output norms) plus the decoder."""
+    out = {f'encoder.{k}': v for k, v in state.items() if not OUTPUT_NORM.match(k)}
+    out.update(decoder_keys(64))
+    return out
+
+
+def project_detector(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    out = {f'backbone.{k}': v for k, v in state.items()}
+    out.update({'neck.lateral_convs.0.conv.weight': torch.randn(4, 8, 1, 1),
+                'rpn_head.rpn_conv.weight': torch.randn(4, 4, 3, 3),
+                'data_preprocessor.mean': torch.zeros(3, 1, 1)})
+    return out
+
+
+# Synthetic layouts: name -> (writer of the checkpoint object, expected format, whether
+# the source has our output norms norm{i}).
+SYNTHETIC = {
+    'official-fcmae': (lambda s: {'model': to_official(s, finetuned=False)}, 'official-fcmae',
+                       False),
+    'official-finetuned': (lambda s: {'model': to_official(s, finetuned=True)},
+                           'official-finetuned', False),
+    'official-sparse': (lambda s: {'model': to_minkowski(s), 'epoch': 3,
+                                   'args': argparse.Namespace(model='convnextv2_atto', lr=1e-3)},
+                        'official-sparse', False),
+    'cnxv2_dense-fcmae': (lambda s: {'state_dict': project_fcmae(s), 'meta': {'epoch': 1}},
+                          'cnxv2_dense-fcmae', False),
+    # The FCMAE tool's exported backbone: our keys without output norms, plus a meta block.
+    'cnxv2_dense-fcmae-export': (lambda s: {'state_dict': {k: v for k, v in s.items()
+                                                           if not OUTPUT_NORM.match(k)},
+                                            'meta': {'pretrain': 'FCMAE'}},
+                                 'cnxv2_dense', False),
+    'cnxv2_dense-model': (lambda s: {'state_dict': project_detector(s), 'meta': {'seed': 0},
+                                     'message_hub': _message_hub_state()},
+                          'cnxv2_dense-model', True),
+}
+
+
+def _message_hub_state() -> dict:
+    """A real mmengine message hub (HistoryBuffer, numpy arrays and scalars), as in training."""
+    hub = MessageHub.get_instance('test_checkpoint_formats')
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_info('grad_norm', np.float64(1.5))
+    return hub.state_dict()
+
+
+# ------------------------------------------------------------------------ synthetic layouts
+@pytest.mark.parametrize('name', sorted(SYNTHETIC))
+def test_synthetic_layouts_load_exactly(name, tmp_path, log_records):
+    writer, expected_format, has_norms = SYNTHETIC[name]
+    source = source_model()
+    path = tmp_path / f'{name}.pth'
+    torch.save(writer(source.state_dict()), path)
+    model = ConvNeXtV2(arch=TINY)
+    report = load_pretrained_backbone(model, path)
+    assert report.source_format == expected_format
+    assert report.unexpected_keys == []
+    expected_missing = [] if has_norms else sorted(k for k in model.state_dict()
+                                                   if OUTPUT_NORM.match(k))
+    assert sorted(report.missing_keys) == expected_missing
+    assert_backbone_equal(model, source, with_norms=has_norms)
+    if name in ('official-fcmae', 'official-sparse', 'cnxv2_dense-fcmae'):
+        assert {'mask_token', 'proj.weight', 'pred.weight'} <= set(report.dropped_keys)
+    if name == 'official-finetuned':
+        assert report.dropped_keys == ['head.bias', 'head.weight', 'norm.bias', 'norm.weight']
+    if name == 'cnxv2_dense-model':
+        assert 'neck.lateral_convs.0.conv.weight' in report.dropped_keys
+    text = '\n'.join(r.getMessage() for r in log_records)
+    assert f'format: {expected_format}' in text and f'loaded: {report.num_loaded} of' in text
+    for key in report.missing_keys:
+        assert key in text
+
+
+def test_minkowski_kernel_rule_on_known_values():
+    # Depthwise (k*k=4, C=1) holding 0..3: (C, k*k) = [0,1,2,3] -> [[0,1],[2,3]] -> swapped.
+    depthwise = sparse_kernel_to_dense(torch.arange(4.).reshape(4, 1))
+    assert depthwise.tolist() == [[[[0., 2.], [1., 3.]]]]
+    # Regular (k*k=4, in=1, out=2): output channel o holds kernel[:, 0, o].
+    regular = sparse_kernel_to_dense(torch.arange(8.).reshape(4, 1, 2))
+    assert regular.shape == (2, 1, 2, 2)
+    assert regular[1, 0].tolist() == [[1., 5.], [3., 7.]]
+    with pytest.raises(CheckpointFormatError, match='not k\\*k'):
+        sparse_kernel_to_dense(torch.zeros(5, 3))
+
+
+def test_sparse_model_gives_the_same_outputs(tmp_path):
+    source = source_model()
+    path = tmp_path / 'sparse.pth'
+    torch.save({'model': to_minkowski(source.state_dict())}, path)
+    model = loaded_model(path)
+    for i in range(4):  # the sparse model has no output norms: copy them for the comparison
+        getattr(model, f'norm{i}').load_state_dict(getattr(source, f'norm{i}').state_dict())
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        for ours, ref in zip(model(x), source(x)):
+            torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------------- timm
+# Both file kinds and both MLP kinds, in two cases (atto is the slow one).
+@pytest.mark.parametrize('variant,suffix', [('atto', '.safetensors'), ('tiny-linear-mlp', '.pth')])
+def test_timm_checkpoints_match_timm(variant, suffix, tmp_path):
+    if variant == 'atto':  # registered variant: 1x1-conv MLP, fc weights (out, in, 1, 1)
+        reference, arch = timm.create_model('convnextv2_atto', num_classes=10), 'atto'
+    else:  # nn.Linear MLP, fc weights (out, in)
+        reference = timm.create_model('convnextv2_atto', num_classes=10, conv_mlp=False,
+                                      depths=TINY['depths'], dims=TINY['dims'])
+        arch = TINY
+    randomise(reference)
+    path = tmp_path / f'timm{suffix}'
+    if suffix == '.safetensors':
+        save_file(reference.state_dict(), str(path))
+    else:
+        torch.save(reference.state_dict(), path)
+    model = ConvNeXtV2(arch=arch)
+    report = load_pretrained_backbone(model, path)
+    assert report.source_format == 'timm'
+    assert report.dropped_keys == ['head.fc.bias', 'head.fc.weight', 'head.norm.bias',
+                                   'head.norm.weight']
+    assert report.unexpected_keys == []
+    assert all(OUTPUT_NORM.match(k) for k in report.missing_keys)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        features = reference.forward_intermediates(x, intermediates_only=True)
+    compare_normed(model.eval(), features, x)
+
+
+def test_timm_convnext_v1_layer_scale_loads_into_a_v1_backbone(tmp_path):
+    reference = randomise(timm.create_model('convnext_atto', depths=TINY['depths'],
+                                            dims=TINY['dims']))
+    path = tmp_path / 'v1.pth'
+    torch.save(reference.state_dict(), path)
+    model = ConvNeXtV2(arch=TINY, use_grn=False, layer_scale_init_value=1e-6)
+    report = load_pretrained_backbone(model, path)
+    assert report.unexpected_keys == [] and all(OUTPUT_NORM.match(k) for k in report.missing_keys)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        features = reference.forward_intermediates(x, intermediates_only=True)
+    compare_normed(model.eval(), features, x)
+
+
+# --------------------------------------------------------------------------- transformers
+@pytest.mark.skipif(not HAS_TRANSFORMERS, reason='transformers is not installed '
+                    '(requirements/tests.txt pins it)')
+def test_transformers_backbone_matches_with_output_norms(tmp_path):
+    from transformers import ConvNextV2Backbone, ConvNextV2Config
+    config = ConvNextV2Config(depths=TINY['depths'], hidden_sizes=TINY['dims'],
+                              out_features=['stage1', 'stage2', 'stage3', 'stage4'])
+    reference = randomise(ConvNextV2Backbone(config))
+    path = tmp_path / 'hf_backbone.pth'
+    torch.save(reference.state_dict(), path)
+    model = loaded_model(path)
+    report = convert_state_dict(reference.state_dict())
+    assert report.source_format == 'transformers' and report.dropped_keys == []
+    # hidden_states_norms.stage{i+1} are our output norms: nothing is missing.
+    assert set(report.state_dict) == set(model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference(x).feature_maps
+        for ours, ref in zip(model(x), expected):
+            torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not HAS_TRANSFORMERS, reason='transformers is not installed '
+                    '(requirements/tests.txt pins it)')
+def test_transformers_classifier_safetensors_from_save_pretrained(tmp_path):
+    from transformers import ConvNextV2Config, ConvNextV2ForImageClassification
+    config = ConvNextV2Config(depths=TINY['depths'], hidden_sizes=TINY['dims'], num_labels=5)
+    reference = randomise(ConvNextV2ForImageClassification(config))
+    reference.save_pretrained(tmp_path / 'hf')
+    path = tmp_path / 'hf' / 'model.safetensors'
+    model = ConvNeXtV2(arch=TINY)
+    report = load_pretrained_backbone(model, path)
+    assert report.source_format == 'transformers'
+    assert report.dropped_keys == ['classifier.bias', 'classifier.weight',
+                                   'convnextv2.layernorm.bias', 'convnextv2.layernorm.weight']
+    assert report.unexpected_keys == [] and all(OUTPUT_NORM.match(k) for k in report.missing_keys)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():  # hidden_states[0] is the stem output, then one per stage
+        hidden = reference.convnextv2(x, output_hidden_states=True).hidden_states[1:]
+    compare_normed(model.eval(), list(hidden), x)
+
+
+# ----------------------------------------------------------------------------- mmpretrain
+@pytest.mark.skipif(not HAS_MMPRETRAIN, reason='mmpretrain is not installed '
+                    '(requirements/tests.txt pins it)')
+@pytest.mark.parametrize('linear_pw_conv', [True, False])
+def test_mmpretrain_classifier_checkpoint_matches(linear_pw_conv, tmp_path):
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    classifier = MMPRETRAIN_MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='ConvNeXt', arch=dict(depths=TINY['depths'], channels=TINY['dims']),
+                      use_grn=True, layer_scale_init_value=0., out_indices=(0, 1, 2, 3),
+                      gap_before_final_norm=False, linear_pw_conv=linear_pw_conv),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=5, in_channels=TINY['dims'][-1])))
+    randomise(classifier)
+    path = tmp_path / 'mmpretrain.pth'
+    torch.save({'meta': {'mmpretrain_version': '1.2.0'}, 'state_dict': classifier.state_dict()},
+               path)
+    model = ConvNeXtV2(arch=TINY)
+    report = load_pretrained_backbone(model, path)
+    assert report.source_format == 'mmpretrain'
+    assert report.missing_keys == [] and report.unexpected_keys == []
+    assert report.dropped_keys == ['head.fc.bias', 'head.fc.weight']
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for ours, ref in zip(model.eval()(x), classifier.backbone(x)):
+            torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- idempotence
+def _all_sources() -> Dict[str, Dict[str, torch.Tensor]]:
+    state = source_model().state_dict()
+    sources = {name: _flat(writer(state)) for name, (writer, _, _) in SYNTHETIC.items()}
+    sources['timm'] = timm.create_model('convnextv2_atto', depths=TINY['depths'],
+                                        dims=TINY['dims']).state_dict()
+    return sources
+
+
+def _flat(obj: dict) -> Dict[str, torch.Tensor]:
+    for key in ('state_dict', 'model'):
+        if key in obj:
+            return obj[key]
+    return obj
+
+
+def test_conversion_is_idempotent_and_pure():
+    for name, state in _all_sources().items():
+        before = {k: v.clone() for k, v in state.items()}
+        once = convert_state_dict(state)
+        twice = convert_state_dict(once.state_dict)
+        assert twice.source_format == 'cnxv2_dense' and twice.dropped_keys == [], name
+        assert twice.unknown_keys == [] and once.unknown_keys == [], name
+        assert twice.state_dict.keys() == once.state_dict.keys(), name
+        for key, value in once.state_dict.items():
+            assert torch.equal(twice.state_dict[key], value), (name, key)
+        assert detect_format(once.state_dict) == 'cnxv2_dense'
+        assert state.keys() == before.keys(), name  # the input is left alone
+        assert all(torch.equal(state[k], before[k]) for k in state), name
+
+
+# ------------------------------------------------------------------------- error handling
+def test_wrong_arch_names_both_shapes_and_the_variant(tmp_path):
+    path = tmp_path / 'atto.pth'
+    torch.save({'model': to_official(ConvNeXtV2(arch='atto').state_dict(), finetuned=True)},
+               path)
+    with pytest.raises(CheckpointShapeError) as err:
+        loaded_model(path, arch='femto')
+    message = str(err.value)
+    assert '(40, 3, 4, 4)' in message and '(48, 3, 4, 4)' in message
+    assert "looks like 'atto'" in message and "'femto'" in message
+    assert "arch='atto'" in message
+
+
+def test_wrong_depth_is_an_error_too(tmp_path):
+    path = tmp_path / 'deeper.pth'
+    torch.save(ConvNeXtV2(arch=dict(depths=[1, 1, 3, 1], dims=TINY['dims'])).state_dict(), path)
+    with pytest.raises(CheckpointShapeError, match=r'\[1, 1, 3, 1\] blocks per stage'):
+        loaded_model(path)
+
+
+class _Custom:  # any class outside the allow-list
+    pass
+
+
+class _SideEffect:
+    """Unpickling this would create a file: the weights-only reader must refuse it first."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, 'w'))
+
+
+def test_pickles_needing_code_are_refused(tmp_path):
+    custom = tmp_path / 'custom.pth'
+    torch.save({'state_dict': ConvNeXtV2(arch=TINY).state_dict(), 'extra': _Custom()}, custom)
+    with pytest.raises(UnsafeCheckpointError, match='_Custom.*arbitrary code'):
+        read_checkpoint(custom)
+    with pytest.raises(UnsafeCheckpointError):  # through init_cfg as well
+        loaded_model(custom)
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'x': _SideEffect(str(marker))}, evil)
+    with pytest.raises(UnsafeCheckpointError, match='open'):
+        read_checkpoint(evil)
+    assert not marker.exists()
+    # mmengine checkpoints need getattr(HistoryBuffer, 'mean'); any other getattr stays refused.
+    sneaky = tmp_path / 'getattr.pth'
+    torch.save({'x': _GetAttr()}, sneaky)
+    with pytest.raises(UnsafeCheckpointError, match='__init__'):
+        read_checkpoint(sneaky)
+
+
+class _GetAttr:
+    def __reduce__(self):
+        from mmengine.logging.history_buffer import HistoryBuffer
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+@pytest.mark.parametrize('kind', ['truncated-zip', 'text', 'empty', 'binary',
+                                  'truncated-safetensors'])
+def test_damaged_or_foreign_files_give_clear_errors(kind, tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save(ConvNeXtV2(arch=TINY).state_dict(), good)
+    data = good.read_bytes()
+    if kind == 'truncated-safetensors':
+        good_st = tmp_path / 'good.safetensors'
+        save_file(ConvNeXtV2(arch=TINY).state_dict(), str(good_st))
+        data = good_st.read_bytes()
+    contents = {'truncated-zip': data[:len(data) // 2], 'text': b'epoch,loss\n1,0.5\n' * 20,
+                'empty': b'', 'binary': bytes(range(1, 256)) * 8,
+                'truncated-safetensors': data[:len(data) // 2]}[kind]
+    path = tmp_path / (f'{kind}.safetensors' if 'safetensors' in kind else f'{kind}.pth')
+    path.write_bytes(contents)
+    expected = {'truncated-zip': 'zip archive that is truncated', 'text': "text \\(it starts",
+                'empty': 'is empty', 'binary': 'not a PyTorch checkpoint',
+                'truncated-safetensors': 'not a readable .safetensors'}[kind]
+    with pytest.raises(UnreadableCheckpointError, match=expected):
+        read_checkpoint(path)
+    with pytest.raises(UnreadableCheckpointError):
+        loaded_model(path)
+
+
+def test_unrecognised_layouts_and_bad_tensors_are_errors():
+    with pytest.raises(CheckpointFormatError, match='any supported layout'):
+        convert_state_dict({'fc.weight': torch.zeros(2, 2)})
+    with pytest.raises(CheckpointFormatError, match='extract_state_dict'):
+        convert_state_dict({'state_dict': {'stages.0.0.dwconv.weight': torch.zeros(1)}})
+    state = to_official(ConvNeXtV2(arch=TINY).state_dict(), finetuned=False)
+    state['stages.0.0.grn.gamma'] = torch.zeros(2, 16)  # not a (1, ..., C) layout
+    with pytest.raises(CheckpointFormatError, match=r'stages\.0\.0\.grn\.gamma.*\(2, 16\)'):
+        convert_state_dict(state)
+
+
+def test_guess_arch_from_weights():
+    assert guess_arch(ConvNeXtV2(arch='atto').state_dict()) == 'atto'
+    assert guess_arch(ConvNeXtV2(arch=TINY).state_dict()) is None
+
+
+# --------------------------------------------------------------------------- the converter
+def test_convert_tool_writes_a_clean_backbone(tmp_path, capsys):
+    reference = randomise(timm.create_model('convnextv2_atto', depths=TINY['depths'],
+                                            dims=TINY['dims']))
+    src = tmp_path / 'timm.pth'
+    torch.save(reference.state_dict(), src)
+    dst = tmp_path / 'out' / 'backbone.pth'
+    convert_checkpoint.main([str(src), str(dst)])
+    printed = capsys.readouterr().out
+    assert 'format: timm' in printed and 'head.fc.weight' in printed
+    written = torch.load(dst, weights_only=True)
+    assert set(written) == {'state_dict', 'meta'}
+    meta = written['meta']
+    assert meta['source_format'] == 'timm' and meta['depths'] == TINY['depths']
+    assert meta['source_sha256'] == hashlib.sha256(src.read_bytes()).hexdigest()
+    direct = ConvNeXtV2(arch=TINY)
+    load_pretrained_backbone(direct, src)
+    via_tool = loaded_model(dst)
+    assert_backbone_equal(via_tool, direct, with_norms=False)
+    # The tool's output is already clean: converting it again changes nothing.
+    assert convert_state_dict(written['state_dict']).source_format == 'cnxv2_dense'
+
+    st_dst = tmp_path / 'backbone.safetensors'
+    convert_checkpoint.main([str(src), str(st_dst)])
+    assert_backbone_equal(loaded_model(st_dst), direct, with_norms=False)
+
+
+def test_convert_tool_refuses_to_overwrite(tmp_path):
+    src = tmp_path / 'in.pth'
+    torch.save(ConvNeXtV2(arch=TINY).state_dict(), src)
+    original = src.read_bytes()
+    for argv in ([str(src), str(src)], [str(src), str(src), '--force'],
+                 [str(src), str(tmp_path / '.' / 'in.pth'), '--force']):
+        with pytest.raises(SystemExit, match='refusing to overwrite the input'):
+            convert_checkpoint.main(argv)
+    assert src.read_bytes() == original
+    dst = tmp_path / 'out.pth'
+    dst.write_bytes(b'keep me')
+    with pytest.raises(SystemExit, match='exists; pass --force'):
+        convert_checkpoint.main([str(src), str(dst)])
+    assert dst.read_bytes() == b'keep me'
+    convert_checkpoint.main([str(src), str(dst), '--force'])
+    assert torch.load(dst, weights_only=True)['meta']['source_format'] == 'cnxv2_dense'
+    bad = tmp_path / 'bad.pth'
+    bad.write_text('not a checkpoint')
+    with pytest.raises(SystemExit, match='error: .*not a PyTorch checkpoint'):
+        convert_checkpoint.main([str(bad), str(tmp_path / 'bad_out.pth')])
+    assert not (tmp_path / 'bad_out.pth').exists()
+
+
+def test_url_checkpoints_are_downloaded_once_then_read_safely(tmp_path, monkeypatch):
+    # No network here: the download is a local copy, counted.
+    source = source_model()
+    served = tmp_path / 'served.pt'
+    torch.save({'model': to_official(source.state_dict(), finetuned=False)}, served)
+    downloads = []
+
+    def fake_download(url: str, dst: str, progress: bool = True) -> None:
+        downloads.append(url)
+        Path(dst).write_bytes(served.read_bytes())
+
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
+    url = 'https://example.org/convnextv2/pt_only/convnextv2_x_fcmae.pt'
+    for _ in range(2):
+        model = loaded_model(url)
+        assert_backbone_equal(model, source, with_norms=False)
+    assert downloads == [url]
+    assert (tmp_path / 'hub' / 'checkpoints' / 'convnextv2_x_fcmae.pt').is_file()
