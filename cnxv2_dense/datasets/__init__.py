@@ -3,3 +3,8 @@ from .synthetic_shapes import (CLASSES, PALETTE, SceneSpec, render_scene, write_
 
 __all__ = ['CLASSES', 'PALETTE', 'SceneSpec', 'render_scene', 'write_ade_shapes',
            'write_coco_shapes']
+from .image_folder import IMG_EXTENSIONS, ImageFolderDataset, is_readable_image, list_images
+from .transforms import LoadImage, PackImageInputs, RandomResizedCrop
+
+__all__ += ['IMG_EXTENSIONS', 'ImageFolderDataset', 'is_readable_image', 'list_images',
+            'LoadImage', 'PackImageInputs', 'RandomResizedCrop']

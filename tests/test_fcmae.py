@@ -1,0 +1,428 @@
+"""FCMAE pretraining: visible-only encoding, loss, masks, export to the backbone, data, tools."""
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+from cnxv2_dense.datasets import (ImageFolderDataset, LoadImage, PackImageInputs,
+                                  RandomResizedCrop, SceneSpec, list_images, write_coco_shapes)
+from cnxv2_dense.models import (FCMAE, ConvNeXtV2, export_fcmae_backbone,
+                                fcmae_to_backbone_state_dict, infer_arch, parse_arch)
+from cnxv2_dense.registry import DATASETS, MODELS, TRANSFORMS
+
+from .conftest import ROOT, TINY_ARCH
+
+FCMAE_CONFIGS = {'atto': 'fcmae_cnxv2_atto_in1k.py', 'tiny': 'fcmae_cnxv2_t_in1k.py',
+                 'base': 'fcmae_cnxv2_b_in1k.py', 'large': 'fcmae_cnxv2_l_in1k.py'}
+OUTPUT_NORM_KEYS = {f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias')}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # NOTE: these tensors are tiny; on a shared 2-core machine intra-op threading mostly waits
+    # on the other thread (10x slower here), so this module runs single-threaded.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_fcmae(**kwargs) -> FCMAE:
+    kwargs.setdefault('decoder_dim', 32)
+    model = FCMAE(arch=dict(TINY_ARCH), **kwargs)
+    model.init_weights()
+    return model
+
+
+def randomise_zero_inits(model: FCMAE) -> None:
+    """GRN gamma / beta start at zero (GRN = identity); give them values so GRN is exercised."""
+    for name, param in model.named_parameters():
+        if '.grn.' in name:
+            torch.nn.init.normal_(param, std=0.5)
+
+
+def visible_cells(mask: torch.Tensor, shape) -> torch.Tensor:
+    """(N, L) patch mask -> (N, 1, h, w) bool, True at visible stride-32 cells (patch 32)."""
+    return (mask == 0).view(mask.shape[0], 1, *shape)
+
+
+# ----------------------------------------------------------------------- equivalence
+@pytest.mark.parametrize('size,kwargs', [
+    ((64, 96), dict()),
+    ((96, 64), dict(layer_scale_init_value=0.5, norm_pix_loss=True)),
+    ((128, 128), dict(patch_size=64, mask_ratio=0.5)),
+    ((64, 128), dict(drop_path_rate=0.3)),
+    ((64, 64), dict(with_cp=True)),
+])
+def test_visible_and_dense_masked_paths_agree(size, kwargs):
+    model = tiny_fcmae(**kwargs).train()
+    randomise_zero_inits(model)
+    imgs = torch.randn(2, 3, *size)
+    mask = model.gen_random_mask(imgs)
+    results = {}
+    for impl in ('visible', 'dense_masked'):
+        model.zero_grad()
+        torch.manual_seed(1)  # same drop-path draws for both (same order of random calls)
+        latent, _ = model.forward_encoder(imgs, mask, impl=impl)
+        loss = model.forward_loss(imgs, model.forward_decoder(latent, mask), mask)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results[impl] = loss.detach(), latent.detach(), grads
+    (loss_v, lat_v, grads_v), (loss_d, lat_d, grads_d) = results['visible'], results['dense_masked']
+    torch.testing.assert_close(loss_v, loss_d, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lat_v, lat_d, rtol=1e-5, atol=1e-5)
+    assert set(grads_v) == set(grads_d)
+    # Every trainable parameter gets a gradient (nothing in the encoder is skipped).
+    assert set(grads_v) == {n for n, p in model.named_parameters() if p.requires_grad}
+    for name in grads_v:
+        torch.testing.assert_close(grads_v[name], grads_d[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize('impl', ['visible', 'dense_masked'])
+def test_masked_pixels_never_reach_visible_positions(impl):
+    model = tiny_fcmae(layer_scale_init_value=0.5).eval()
+    randomise_zero_inits(model)
+    imgs = torch.randn(2, 3, 96, 128)
+    mask = model.gen_random_mask(imgs)
+    hidden_pixels = model.upsample_mask(mask, 32, (3, 4)).unsqueeze(1).bool()
+    noisy = torch.where(hidden_pixels, imgs + 100 * torch.randn_like(imgs), imgs)
+    with torch.no_grad():
+        clean_out, _ = model.forward_encoder(imgs, mask, impl=impl)
+        noisy_out, _ = model.forward_encoder(noisy, mask, impl=impl)
+        # Control: changing visible pixels does change the visible outputs.
+        changed = torch.where(hidden_pixels, imgs, imgs + torch.randn_like(imgs))
+        changed_out, _ = model.forward_encoder(changed, mask, impl=impl)
+    visible = visible_cells(mask, (3, 4)).expand_as(clean_out)
+    assert torch.equal(clean_out[visible], noisy_out[visible])
+    assert not torch.allclose(clean_out[visible], changed_out[visible])
+    assert (clean_out[~visible] == 0).all()  # masked positions leave the encoder as zeros
+
+
+# ----------------------------------------------------------------------- loss and masks
+@pytest.mark.parametrize('norm_pix_loss', [False, True])
+def test_loss_ignores_visible_patches(norm_pix_loss):
+    model = tiny_fcmae(norm_pix_loss=norm_pix_loss)
+    imgs = torch.randn(2, 3, 64, 96)
+    mask = model.gen_random_mask(imgs)
+    pred = torch.randn(2, 32 * 32 * 3, 2, 3)
+    loss = model.forward_loss(imgs, pred, mask)
+    visible = visible_cells(mask, (2, 3)).expand_as(pred)
+    edited = torch.where(visible, pred + 5 * torch.randn_like(pred), pred)
+    assert torch.equal(model.forward_loss(imgs, edited, mask), loss)
+    edited_masked = torch.where(visible, pred, pred + 1.)
+    assert not torch.allclose(model.forward_loss(imgs, edited_masked, mask), loss)
+
+    # The definition: per-patch pixel MSE, averaged over masked patches only.
+    target, patches = model.patchify(imgs), pred.flatten(2).transpose(1, 2)
+    if norm_pix_loss:
+        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True)
+                                                             + 1e-6) ** .5
+    per_patch = [((patches[n, i] - target[n, i]) ** 2).mean()
+                 for n in range(2) for i in range(6) if mask[n, i] == 1]
+    torch.testing.assert_close(loss, torch.stack(per_patch).mean())
+
+
+@pytest.mark.parametrize('size,ratio', [((224, 224), 0.6), ((64, 96), 0.6), ((128, 96), 0.75),
+                                        ((96, 96), 0.25)])
+def test_mask_has_the_requested_ratio(size, ratio):
+    model = tiny_fcmae(mask_ratio=ratio)
+    imgs = torch.zeros(16, 3, *size)
+    mask = model.gen_random_mask(imgs)
+    num_patches = (size[0] // 32) * (size[1] // 32)
+    assert mask.shape == (16, num_patches)
+    assert set(mask.unique().tolist()) <= {0., 1.}
+    expected_masked = num_patches - int(num_patches * (1 - ratio))
+    assert (mask.sum(1) == expected_masked).all()
+    assert len({tuple(m.tolist()) for m in mask}) > 1  # random per sample
+    upsampled = model.upsample_mask(mask, 8, (size[0] // 32, size[1] // 32))
+    assert upsampled.shape == (16, size[0] // 4, size[1] // 4)
+    assert torch.equal(upsampled[:, ::8, ::8].flatten(1), mask)
+    gen = torch.Generator().manual_seed(3)
+    again = torch.Generator().manual_seed(3)
+    assert torch.equal(model.gen_random_mask(imgs, generator=gen),
+                       model.gen_random_mask(imgs, generator=again))
+
+
+def test_bad_sizes_and_ratios_fail_clearly():
+    for ratio in (0., 1., 1.5, -0.1):
+        with pytest.raises(ValueError, match='mask_ratio must be in'):
+            FCMAE(arch=dict(TINY_ARCH), decoder_dim=8, mask_ratio=ratio)
+    with pytest.raises(ValueError, match='multiple of 32'):
+        FCMAE(arch=dict(TINY_ARCH), decoder_dim=8, patch_size=16)
+    with pytest.raises(ValueError, match='encoder_impl'):
+        FCMAE(arch=dict(TINY_ARCH), decoder_dim=8, encoder_impl='sparse')
+    model = tiny_fcmae()
+    with pytest.raises(ValueError, match='divisible by the patch size 32, got 70x64'):
+        model(torch.randn(1, 3, 70, 64))
+    with pytest.raises(ValueError, match='mask_ratio must be in'):
+        model.gen_random_mask(torch.randn(1, 3, 64, 64), mask_ratio=1.0)
+    with pytest.raises(ValueError, match='keeps 0 of 1 patches'):
+        model(torch.randn(1, 3, 32, 32))  # a single patch cannot be split into seen / hidden
+    uneven = torch.tensor([[1., 0., 0., 1.], [1., 1., 1., 0.]])
+    with pytest.raises(ValueError, match='same, non-zero number of visible'):
+        model.forward_encoder(torch.randn(2, 3, 64, 64), uneven)
+    with pytest.raises(ValueError, match='mode must be'):
+        model(torch.randn(1, 3, 64, 64), mode='features')
+
+
+def test_patchify_unpatchify_and_reconstruct():
+    model = tiny_fcmae(patch_size=64, mask_ratio=0.5).eval()
+    imgs = torch.randn(2, 3, 128, 192)
+    patches = model.patchify(imgs)
+    assert patches.shape == (2, 6, 64 * 64 * 3)
+    assert torch.equal(patches[0, 4].view(64, 64, 3), imgs[0, :, 64:128, 64:128].permute(1, 2, 0))
+    assert torch.equal(model.unpatchify(patches, (2, 3)), imgs)
+    out = model.reconstruct(imgs)
+    keep = 1 - out['mask_pixels']
+    assert out['pred'].shape == imgs.shape
+    assert torch.equal(out['pasted'] * keep, imgs * keep)  # visible pixels come from the input
+    samples = model(imgs, mode='predict')
+    assert len(samples) == 2 and samples[0].pred_img.shape == (3, 128, 192)
+    assert samples[0].mask.shape == (2, 3)
+    pred, mask = model(imgs, mode='tensor')
+    assert pred.shape == (2, 32 * 32 * 3, 4, 6) and mask.shape == (2, 6)
+
+
+# ----------------------------------------------------------------------- training
+def test_short_training_run_lowers_the_loss(tmp_path):
+    write_coco_shapes(tmp_path, num_train=16, num_val=0, spec=SceneSpec(image_size=64), seed=5)
+    pipeline = [dict(type='cnxv2_dense.LoadImage'),
+                dict(type='cnxv2_dense.RandomResizedCrop', scale=64, crop_ratio_range=(0.5, 1.)),
+                dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+                dict(type='cnxv2_dense.PackImageInputs')]
+    dataset = DATASETS.build(dict(type='cnxv2_dense.ImageFolderDataset',
+                                  data_root=str(tmp_path / 'train'), pipeline=pipeline))
+    assert len(dataset) == 16
+    model = tiny_fcmae(decoder_dim=64)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95),
+                                  weight_decay=0.05)
+    np.random.seed(0)
+    fixed = model.data_preprocessor(dict(inputs=[dataset[i]['inputs'] for i in range(8)]), False)
+    fixed_mask = model.gen_random_mask(fixed['inputs'], generator=torch.Generator().manual_seed(0))
+
+    def held_out_loss() -> float:
+        with torch.no_grad():
+            latent, _ = model.forward_encoder(fixed['inputs'], fixed_mask)
+            return float(model.forward_loss(fixed['inputs'],
+                                            model.forward_decoder(latent, fixed_mask), fixed_mask))
+
+    before = held_out_loss()
+    for step in range(40):
+        batch = [dataset[(8 * step + i) % len(dataset)] for i in range(8)]
+        data = model.data_preprocessor(dict(inputs=[b['inputs'] for b in batch]), True)
+        losses = model(**data, mode='loss')
+        optimizer.zero_grad()
+        losses['loss'].backward()
+        optimizer.step()
+    after = held_out_loss()
+    assert after < 0.8 * before, (before, after)  # measured: 1.09 -> 0.73
+
+
+# ----------------------------------------------------------------------- export / fine-tune
+@pytest.fixture
+def exported_backbone(tmp_path):
+    model = tiny_fcmae(layer_scale_init_value=0.)
+    randomise_zero_inits(model)
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save(dict(meta=dict(epoch=1, iter=10), state_dict=model.state_dict()), ckpt)
+    out = tmp_path / 'backbone.pth'
+    result = export_fcmae_backbone(ckpt, out, meta=dict(note='test'))
+    return model, out, result
+
+
+def test_export_gives_exactly_the_backbone_keys(exported_backbone):
+    model, out, result = exported_backbone
+    state = result['state_dict']
+    encoder_keys = {k[len('encoder.'):] for k in model.state_dict() if k.startswith('encoder.')}
+    assert set(state) == encoder_keys
+    assert not any(k.startswith(('proj', 'mask_token', 'decoder', 'pred')) for k in state)
+    assert result['meta']['arch'] == TINY_ARCH and result['meta']['epoch'] == 1
+    assert result['meta']['note'] == 'test'
+    saved = torch.load(out, weights_only=True)
+    assert set(saved) == {'state_dict', 'meta'}
+    assert fcmae_to_backbone_state_dict(saved['state_dict']).keys() == state.keys()  # idempotent
+    assert infer_arch(state) == TINY_ARCH
+
+    backbone = ConvNeXtV2(arch=dict(TINY_ARCH), init_cfg=dict(type='Pretrained',
+                                                              checkpoint=str(out)))
+    backbone.init_weights()
+    own = backbone.state_dict()
+    assert set(own) - set(state) == OUTPUT_NORM_KEYS  # nothing else is missing
+    for key, value in state.items():
+        assert torch.equal(own[key], value), key
+
+
+def test_detection_demo_config_trains_from_the_export(exported_backbone):
+    from mmdet.testing import demo_mm_inputs
+    from mmengine.registry import init_default_scope
+    _, out, result = exported_backbone
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'mask_rcnn_cnxv2_demo_shapes.py'))
+    cfg.model.backbone.arch = dict(TINY_ARCH)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(out))
+    cfg.model.neck.in_channels = TINY_ARCH['dims']
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS as DET_MODELS
+    detector = DET_MODELS.build(cfg.model)
+    detector.init_weights()
+    for key, value in result['state_dict'].items():
+        assert torch.equal(detector.backbone.state_dict()[key], value), key
+    packed = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[2, 1],
+                            num_classes=3, with_mask=True)
+    losses = detector(**detector.data_preprocessor(packed, True), mode='loss')
+    total = sum(v if isinstance(v, torch.Tensor) else sum(v) for v in losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert detector.backbone.stages[0][0].pwconv1.weight.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------- configs
+@pytest.mark.parametrize('arch', sorted(FCMAE_CONFIGS))
+def test_fcmae_configs(arch):
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs', FCMAE_CONFIGS[arch]))
+    assert cfg.model.arch == arch and cfg.model.mask_ratio == 0.6
+    assert cfg.model.decoder_dim == 512 and cfg.model.decoder_depth == 1
+    assert cfg.train_dataloader.dataset.data_root == 'data/imagenet/train'
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.lr, tuple(optimizer.betas), optimizer.weight_decay) == (
+        'AdamW', 1.5e-4, (0.9, 0.95), 0.05)
+    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=256)
+    assert cfg.train_cfg.max_epochs == 800
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.end, cosine.type, cosine.begin, cosine.end) == (
+        'LinearLR', 40, 'CosineAnnealingLR', 40, 800)
+    crop = cfg.train_dataloader.dataset.pipeline[1]
+    assert (crop.scale, tuple(crop.crop_ratio_range), crop.interpolation) == (
+        224, (0.2, 1.0), 'bicubic')
+    with torch.device('meta'):  # shapes only: base / large are big for a unit test
+        model = MODELS.build(cfg.model)
+    assert isinstance(model, FCMAE) and model.encoder.depths == parse_arch(arch)[0]
+    for transform in cfg.train_dataloader.dataset.pipeline:
+        assert TRANSFORMS.build(copy.deepcopy(transform)) is not None
+
+
+# ----------------------------------------------------------------------- data
+def write_image_tree(root: Path) -> None:
+    write_coco_shapes(root / 'src', num_train=6, num_val=0, spec=SceneSpec(image_size=64), seed=7)
+    images = sorted((root / 'src' / 'train').glob('*.png'))
+    (root / 'imgs' / 'a' / 'b').mkdir(parents=True)
+    for i, path in enumerate(images[:3]):
+        Image.open(path).save(root / 'imgs' / f'{i}.png')
+    Image.open(images[3]).save(root / 'imgs' / 'a' / 'b' / 'deep.png')
+    Image.open(images[4]).convert('RGB').save(root / 'imgs' / 'a' / 'photo.JPG')
+    Image.open(images[5]).convert('L').save(root / 'imgs' / 'a' / 'grey.bmp')
+    (root / 'imgs' / 'a' / 'broken.jpg').write_bytes(b'not an image at all')
+    (root / 'imgs' / 'notes.txt').write_text('not an image')
+
+
+def test_image_folder_dataset_and_transforms(tmp_path):
+    write_image_tree(tmp_path)
+    folder = tmp_path / 'imgs'
+    names = [os.path.relpath(p, folder) for p in list_images(folder)]
+    assert names == ['0.png', '1.png', '2.png', 'a/b/deep.png', 'a/broken.jpg', 'a/grey.bmp',
+                     'a/photo.JPG']
+    pipeline = [dict(type='cnxv2_dense.LoadImage'),
+                dict(type='cnxv2_dense.RandomResizedCrop', scale=(32, 64)),
+                dict(type='cnxv2_dense.PackImageInputs')]
+    checked = ImageFolderDataset(data_root=str(folder), pipeline=pipeline, check_files=True)
+    assert len(checked) == 6 and checked.skipped_files == [str(folder / 'a' / 'broken.jpg')]
+    grey = [i for i in range(len(checked))
+            if checked.get_data_info(i)['img_path'].endswith('grey.bmp')]
+    item = checked[grey[0]]  # the grey BMP comes back as 3 channels
+    assert item['inputs'].shape == (3, 32, 64) and item['inputs'].dtype == torch.uint8
+    assert item['data_samples'].img_path.endswith('grey.bmp')
+
+    # Without the up-front check a broken file is skipped (and reported) when it is loaded.
+    lazy = ImageFolderDataset(data_root=str(folder), pipeline=pipeline)
+    broken = [i for i in range(len(lazy)) if lazy.get_data_info(i)['img_path'].endswith('.jpg')]
+    assert len(lazy) == 7 and lazy[broken[0]]['inputs'].shape == (3, 32, 64)
+    assert lazy._reported == {str(folder / 'a' / 'broken.jpg')}
+    assert LoadImage()(dict(img_path=str(folder / 'a' / 'broken.jpg'))) is None
+    with pytest.raises(ValueError, match='Cannot read image'):
+        LoadImage(skip_unreadable=False)(dict(img_path=str(folder / 'a' / 'broken.jpg')))
+    with pytest.raises(FileNotFoundError, match='No readable images'):
+        ImageFolderDataset(data_root=str(tmp_path / 'src' / 'annotations'))
+
+
+def test_random_resized_crop_boxes():
+    np.random.seed(0)
+    crop = RandomResizedCrop(scale=16, crop_ratio_range=(0.2, 1.0))
+    for _ in range(50):
+        top, left, h, w = crop.crop_box(40, 60)
+        assert 0 <= top and top + h <= 40 and 0 <= left and left + w <= 60
+        assert 0.2 * 2400 * 0.9 <= h * w <= 2400 and 0.7 <= w / h <= 1.45
+    # Impossible aspect ratios fall back to the largest central crop that fits.
+    fallback = RandomResizedCrop(16, crop_ratio_range=(0.9, 1.), aspect_ratio_range=(3., 4.))
+    assert fallback.crop_box(40, 60) == (10, 0, 20, 60)
+    out = crop(dict(img=np.zeros((40, 60, 3), np.uint8)))
+    assert out['img'].shape == (16, 16, 3) and out['img_shape'] == (16, 16)
+    packed = PackImageInputs()(dict(img=np.zeros((5, 7), np.uint8), img_path='x'))
+    assert packed['inputs'].shape == (1, 5, 7) and packed['data_samples'].img_path == 'x'
+    with pytest.raises(ValueError, match='crop_ratio_range'):
+        RandomResizedCrop(16, crop_ratio_range=(0., 1.))
+
+
+# ----------------------------------------------------------------------- tools
+def test_pretrain_tool_end_to_end(tmp_path):
+    write_image_tree(tmp_path)
+    work = tmp_path / 'work'
+    cmd = [sys.executable, os.path.join(ROOT, 'tools', 'pretrain_fcmae.py'), str(tmp_path / 'imgs'),
+           '--arch-dict', '{"depths": [1, 1, 2, 1], "dims": [8, 16, 32, 64]}',
+           '--image-size', '64', '--epochs', '2', '--batch-size', '3', '--num-workers', '0',
+           '--decoder-dim', '32', '--work-dir', str(work), '--log-interval', '1']
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))  # see _one_thread
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert log.count('Skipping unreadable image') == 1 and 'broken.jpg' in log
+    assert 'Epoch(train) [2][2/2]' in log and 'eta:' in log  # 6 readable images / batch 3
+    for name in ('epoch_1.pth', 'epoch_2.pth', 'backbone.pth'):
+        assert (work / name).is_file(), name
+
+    exported = torch.load(work / 'backbone.pth', weights_only=True)
+    assert exported['meta']['images'] == 6
+    assert [Path(p).name for p in exported['meta']['skipped_files']] == ['broken.jpg']
+    backbone = ConvNeXtV2(arch=dict(TINY_ARCH),
+                          init_cfg=dict(type='Pretrained', checkpoint=str(work / 'backbone.pth')))
+    backbone.init_weights()
+    assert set(backbone.state_dict()) - set(exported['state_dict']) == OUTPUT_NORM_KEYS
+    for key, value in exported['state_dict'].items():
+        assert torch.equal(backbone.state_dict()[key], value), key
+
+    from tools import pretrain_fcmae, visualize_fcmae
+    again = pretrain_fcmae.main(['--export-only', str(work / 'epoch_2.pth'),
+                                 '--out', str(tmp_path / 'again.pth')])
+    again_state = torch.load(again, weights_only=True)['state_dict']
+    assert again_state.keys() == exported['state_dict'].keys()
+    assert all(torch.equal(again_state[k], v) for k, v in exported['state_dict'].items())
+
+    pngs = visualize_fcmae.main(['{"depths": [1, 1, 2, 1], "dims": [8, 16, 32, 64]}',
+                                 str(work / 'epoch_2.pth'), str(tmp_path / 'imgs' / '0.png'),
+                                 '--out', str(tmp_path / 'vis'), '--image-size', '64'])
+    grid = np.asarray(Image.open(pngs[0]))
+    assert grid.shape == (64 + visualize_fcmae.TITLE_HEIGHT, 4 * 64 + 3 * visualize_fcmae.GAP, 3)
+
+
+def test_train_tool_runs_the_imagenet_config_on_a_folder(tmp_path):
+    write_image_tree(tmp_path)
+    cmd = [sys.executable, os.path.join(ROOT, 'tools', 'train.py'),
+           os.path.join(ROOT, 'configs', 'fcmae_cnxv2_atto_in1k.py'),
+           '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+           f'train_dataloader.dataset.data_root={tmp_path / "imgs"}',
+           'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+           'train_dataloader.persistent_workers=False', 'train_dataloader.pin_memory=False',
+           'train_cfg.max_epochs=1', 'default_hooks.logger.interval=1']
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    # 7 files, the broken one is skipped when met; drop_last leaves one full batch of 4.
+    assert 'Epoch(train) [1][1/1]' in log and 'loss:' in log
+    assert 'Scaling the original LR by 0.015625' in log  # 1.5e-4 per 256 images, batch 4
+    assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
