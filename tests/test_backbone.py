@@ -105,6 +105,16 @@ def test_channels_last_input_gives_the_same_outputs(tiny_arch):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_outputs_keep_the_input_memory_format(tiny_arch):
+    # Downstream C++ ops (mmcv's CPU RoIAlign) read raw NCHW memory: a channels-last-strided
+    # output would be silently misread.
+    model = ConvNeXtV2(arch=tiny_arch).eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert all(o.is_contiguous() for o in model(x))
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    assert all(o.is_contiguous(memory_format=torch.channels_last) for o in model(x_last))
+
+
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_autocast_with_large_inputs_is_finite(tiny_arch, dtype):
     model = ConvNeXtV2(arch=tiny_arch).eval()

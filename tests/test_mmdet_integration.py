@@ -60,3 +60,25 @@ def test_mask_rcnn_loss_and_predict_step():
     assert len(results) == 2
     pred = results[0].pred_instances
     assert pred.bboxes.shape[1] == 4 and len(pred.masks) == len(pred.bboxes)
+
+
+def test_compiled_mmcv_ops_match_torchvision():
+    """mmcv 2.1.0 is compiled by tools/setup_env.sh (C++20 patch): check its ops against
+    torchvision's independent implementations."""
+    import torchvision
+    from mmcv.ops import RoIAlign, nms
+    x = torch.randn(2, 8, 32, 32)
+    rois = torch.tensor([[0, 1.0, 2.0, 20.0, 25.0], [1, 5.0, 5.0, 30.0, 18.0]])
+    ours = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=0, aligned=True)(x, rois)
+    reference = torchvision.ops.roi_align(x, rois, (7, 7), spatial_scale=0.25, sampling_ratio=0,
+                                          aligned=True)
+    torch.testing.assert_close(ours, reference)
+    # On our backbone's features too (they must reach RoIAlign in the layout it reads).
+    feats = ConvNeXtV2(arch=TINY_ARCH, out_indices=(0,))(torch.randn(2, 3, 128, 128))[0]
+    torch.testing.assert_close(
+        RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=0, aligned=True)(feats, rois),
+        torchvision.ops.roi_align(feats, rois, (7, 7), spatial_scale=0.25, sampling_ratio=0,
+                                  aligned=True))
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30.]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert nms(boxes, scores, 0.5)[1].tolist() == torchvision.ops.nms(boxes, scores, 0.5).tolist()

@@ -39,10 +39,17 @@ class LayerNorm2d(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
+        # NOTE: keep the input's memory format. The permuted result is channels-last in memory;
+        # handed on as is, it reaches ops that assume contiguous NCHW and silently misread it
+        # (mmcv's CPU RoIAlign does, which stalls every RoI head behind this backbone).
+        memory_format = (torch.channels_last
+                         if x.is_contiguous(memory_format=torch.channels_last)
+                         and not x.is_contiguous() else torch.contiguous_format)
         with fp32_region(x):
             x = _upcast(x).permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
             x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-            return x.permute(0, 3, 1, 2).to(dtype)  # (N, H, W, C) -> (N, C, H, W)
+            x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+            return x.to(dtype).contiguous(memory_format=memory_format)
 
 
 class LayerNormLast(nn.LayerNorm):
