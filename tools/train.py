@@ -5,13 +5,16 @@
 The config's ``default_scope`` (mmdet, mmseg, ...) decides which toolbox builds it.
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
+import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -48,6 +51,13 @@ def build_train_config(args: argparse.Namespace) -> Config:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        # mmengine's AmpOptimWrapper refuses to start without an accelerator; the GPU recipes
+        # ask for AMP, so on a CPU-only machine train them in fp32 instead of failing.
+        print_log('AMP needs a GPU and none is available: training in fp32 with OptimWrapper.',
+                  logger='current', level=logging.WARNING)
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.pop('loss_scale', None)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise RuntimeError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) in '
