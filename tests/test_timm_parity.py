@@ -4,6 +4,7 @@ import re
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 from cnxv2_dense.models import ARCH_SETTINGS, ConvNeXtV2
 
@@ -34,10 +35,10 @@ def timm_to_ours(state):
     return out
 
 
-@pytest.mark.parametrize('timm_name', ['convnextv2_atto'])
-def test_stage_outputs_match_timm_features_only(timm_name):
-    reference = timm.create_model(timm_name, pretrained=False, features_only=True).eval()
-    # Random non-trivial GRN parameters so the test exercises them (timm inits them to zero).
+def atto_pair(train: bool):
+    """timm's features_only atto (random non-trivial GRN parameters: timm inits them to zero) and
+    our atto with the same weights."""
+    reference = timm.create_model('convnextv2_atto', pretrained=False, features_only=True)
     with torch.no_grad():
         for name, param in reference.named_parameters():
             if '.grn.' in name:
@@ -45,10 +46,15 @@ def test_stage_outputs_match_timm_features_only(timm_name):
     # features_only flattens module names (stem_0, stages_0); map back to the model's names.
     state = {re.sub(r'^(stem|stages)_(\d)', r'\1.\2', k): v
              for k, v in reference.state_dict().items()}
-    ours = ConvNeXtV2(arch=timm_name.split('_')[1]).eval()
+    ours = ConvNeXtV2(arch='atto')
     result = ours.load_state_dict(timm_to_ours(state), strict=False)
     assert result.unexpected_keys == []
     assert all(k.startswith('norm') for k in result.missing_keys)  # only our output norms
+    return reference.train(train), ours.train(train)
+
+
+def test_stage_outputs_match_timm_features_only():
+    reference, ours = atto_pair(train=False)
     for i in range(4):
         norm = getattr(ours, f'norm{i}')
         torch.nn.init.normal_(norm.weight)
@@ -60,6 +66,34 @@ def test_stage_outputs_match_timm_features_only(timm_name):
         outs = ours(x)
         for i, (out, feat) in enumerate(zip(outs, expected)):
             torch.testing.assert_close(out, getattr(ours, f'norm{i}')(feat), rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_match_timm_features_only():
+    """Backward too: the same loss on both models' stage outputs gives the same gradients for
+    the input and every shared parameter (our output norms are identity-initialised here)."""
+    reference, ours = atto_pair(train=True)
+    x = torch.randn(2, 3, 64, 96)
+    x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
+    weights = [torch.randn(2, c, 64 >> (i + 2), 96 >> (i + 2))
+               for i, c in enumerate(ARCH_SETTINGS['atto']['dims'])]
+
+    def layer_norm(feat):  # what our identity-initialised output norm{i} computes
+        return F.layer_norm(feat.permute(0, 2, 3, 1), feat.shape[1:2]).permute(0, 3, 1, 2)
+
+    sum((layer_norm(f) * w).sum() for f, w in zip(reference(x_ref), weights)).backward()
+    sum((f * w).sum() for f, w in zip(ours(x_ours), weights)).backward()
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-4, atol=1e-4)
+    reference_grads = timm_to_ours({re.sub(r'^(stem|stages)_(\d)', r'\1.\2', name): param.grad
+                                    for name, param in reference.named_parameters()})
+    our_params = dict(ours.named_parameters())
+    assert set(reference_grads) == {n for n in our_params if not n.startswith('norm')}
+    for name, grad in reference_grads.items():
+        # Large sums (the stem's weight gradient runs over every pixel) differ in fp32 rounding
+        # order, so the tolerance scales with the gradient; a wrong gradient is off by O(1).
+        scale = grad.abs().max().item()
+        torch.testing.assert_close(our_params[name].grad, grad.reshape(our_params[name].shape),
+                                   rtol=1e-3, atol=1e-3 * scale,
+                                   msg=lambda m, name=name: f'{name}: {m}')
 
 
 @pytest.mark.parametrize('arch', sorted(ARCH_SETTINGS))
