@@ -1,60 +1,89 @@
-"""The main job on the embedded default: train and evaluate the demo Mask R-CNN.
+"""The main job on the embedded default: train and evaluate a demo model on synthetic shapes.
 
-    python tools/demo.py [--work-dir work_dirs/demo] [--cfg-options ...]
+    python tools/demo.py [--task det|seg] [--work-dir DIR] [--cfg-options ...]
 
-Writes the synthetic shapes dataset if it is absent, trains
-``configs/mask_rcnn_cnxv2_demo_shapes.py`` on CPU (or GPU when present), evaluates COCO bbox and
-segm mAP on the val split every few epochs, and prints how the metrics rose.
+Writes the synthetic shapes dataset if it is absent, trains the task's demo config on CPU (or GPU
+when present), evaluates it on the val split several times during training, and prints how the
+metrics rose:
+
+- ``det`` (default): ``configs/mask_rcnn_cnxv2_demo_shapes.py`` (Mask R-CNN) on the COCO layout,
+  COCO bbox and segm mAP.
+- ``seg``: ``configs/upernet_cnxv2_demo_shapes.py`` (UperNet) on the ADE20K-style layout, mIoU.
 """
 import argparse
 import json
 import os.path as osp
 import sys
 from pathlib import Path
+from typing import NamedTuple, Tuple
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 from mmengine.config import DictAction  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = ROOT / 'configs' / 'mask_rcnn_cnxv2_demo_shapes.py'
-METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50')
 
 
-def metric_history(work_dir: Path) -> list:
-    """Rows of (epoch, metrics...) from the newest run's ``vis_data/scalars.json``."""
+class DemoTask(NamedTuple):
+    """What differs between the demos: config, dataset layout, metrics and how to print them."""
+    config: Path
+    layout: str  # tools/make_demo_data.py --layout
+    work_dir: str
+    metrics: Tuple[str, ...]  # keys in vis_data/scalars.json; the first marks evaluation rows
+    step: str  # what `step` counts in scalars.json for this config's train loop
+    title: str
+
+
+TASKS = {
+    'det': DemoTask(ROOT / 'configs' / 'mask_rcnn_cnxv2_demo_shapes.py', 'coco',
+                    'work_dirs/demo_mask_rcnn_shapes',
+                    ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'),
+                    'epoch', 'COCO metrics on the val split of the synthetic shapes dataset'),
+    'seg': DemoTask(ROOT / 'configs' / 'upernet_cnxv2_demo_shapes.py', 'ade',
+                    'work_dirs/demo_upernet_shapes', ('mIoU', 'mAcc', 'aAcc'), 'iter',
+                    'Semantic segmentation metrics (%) on the val split of the synthetic shapes '
+                    'dataset'),
+}
+
+
+def metric_history(work_dir: Path, metrics: Tuple[str, ...]) -> list:
+    """Rows of (step, metrics...) from the newest run's ``vis_data/scalars.json``."""
     runs = sorted(work_dir.glob('*/vis_data/scalars.json'))
     if not runs:
         return []
     rows = []
     for line in runs[-1].read_text().splitlines():
         record = json.loads(line)
-        if METRICS[0] in record:
-            rows.append([record['step']] + [record.get(k, float('nan')) for k in METRICS])
+        if metrics[0] in record:
+            rows.append([record['step']] + [record.get(k, float('nan')) for k in metrics])
     return rows
 
 
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--work-dir', default='work_dirs/demo_mask_rcnn_shapes')
+    parser.add_argument('--task', choices=sorted(TASKS), default='det',
+                        help='det: Mask R-CNN, COCO mAP; seg: UperNet, mIoU (default: det)')
+    parser.add_argument('--work-dir', help='default: work_dirs/demo_<model>_shapes')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
     args = parser.parse_args(argv)
+    task = TASKS[args.task]
+    work_dir = args.work_dir or task.work_dir
 
     import tools.make_demo_data as make_demo_data
     import tools.train as train
-    make_demo_data.main(['--layout', 'coco'])
-    train_argv = [str(DEMO_CONFIG), '--work-dir', args.work_dir]
+    make_demo_data.main(['--layout', task.layout])
+    train_argv = [str(task.config), '--work-dir', work_dir]
     if args.cfg_options:
         train_argv += ['--cfg-options'] + [f'{k}={v}' for k, v in args.cfg_options.items()]
     train.main(train_argv)
 
-    rows = metric_history(Path(args.work_dir))
-    print('\nCOCO metrics on the val split of the synthetic shapes dataset')
-    print('epoch  ' + '  '.join(f'{m.split("/")[1]:>13}' for m in METRICS))
+    rows = metric_history(Path(work_dir), task.metrics)
+    print(f'\n{task.title}')
+    print(f'{task.step:>5}  ' + '  '.join(f'{m.split("/")[-1]:>13}' for m in task.metrics))
     for row in rows:
         print(f'{row[0]:>5}  ' + '  '.join(f'{v:>13.3f}' for v in row[1:]))
-    print(f'checkpoint and logs: {args.work_dir}')
+    print(f'checkpoint and logs: {work_dir}')
     return rows
 
 

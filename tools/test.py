@@ -29,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'maps to this folder (mmseg)')
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir', help='save pictures with predictions drawn to this '
-                        'folder (inside the work dir, timestamped)')
+                        'folder (mmdet: inside the work dir, timestamped; mmseg: this folder, '
+                        'pictures under vis_data/vis_image/)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings')
@@ -51,10 +52,17 @@ def _enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
     if args.show:
         vis.show = True
         vis.wait_time = args.wait_time
-    if args.show_dir:
-        # mmdet's DetVisualizationHook takes test_out_dir, mmseg's SegVisualizationHook show_dir.
-        key = 'test_out_dir' if cfg.get('default_scope') == 'mmdet' else 'show_dir'
-        vis[key] = args.show_dir
+    if not args.show_dir:
+        return
+    if cfg.get('default_scope') == 'mmseg':
+        # mmseg's SegVisualizationHook has no output-folder argument: the visualizer's
+        # LocalVisBackend writes to <save_dir>/vis_data/vis_image (as in mmseg's own tools/test.py).
+        # It draws every `interval`-th batch; draw them all, as mmdet's hook does when testing.
+        cfg.visualizer.save_dir = args.show_dir
+        vis.interval = 1
+    else:
+        # mmdet's DetVisualizationHook writes to <work_dir>/<timestamp>/<test_out_dir>.
+        vis.test_out_dir = args.show_dir
 
 
 def _dump_predictions(cfg: Config, out: str) -> None:
