@@ -1,0 +1,357 @@
+"""UperNet segmentation configs and tools: every config builds with its recipe and optimizer
+wrapper, a loss step and a sliding-window predict step run, and tools/train.py, tools/test.py,
+--resume, tools/infer.py and the distributed launcher run a segmentation config on CPU."""
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from PIL import Image
+
+from cnxv2_dense.datasets import PALETTE, SceneSpec, write_ade_shapes
+
+from .conftest import ROOT, TINY_ARCH
+
+PYTHON = sys.executable
+CONFIGS = Path(ROOT) / 'configs'
+FCMAE_URL = ('https://dl.fbaipublicfiles.com/convnext/convnextv2/pt_only/'
+             'convnextv2_{}_1k_224_fcmae.pt')
+# config -> (arch, num_layers, crop, slide stride, stage-2 width = auxiliary head input)
+RECIPES = {
+    'upernet_cnxv2_t_ade20k.py': ('tiny', 6, 512, 341, 384),
+    'upernet_cnxv2_b_ade20k.py': ('base', 12, 512, 341, 512),
+    'upernet_cnxv2_l_ade20k.py': ('large', 12, 512, 341, 768),
+    'upernet_cnxv2_l_640_ade20k.py': ('large', 12, 640, 426, 768),
+}
+DEMO = 'upernet_cnxv2_demo_shapes.py'
+BN = dict(type='BN', requires_grad=True)
+
+
+def shrink(cfg: Config, init_cfg=None) -> Config:
+    """The config's model with the tiny arch, BN instead of SyncBN and small heads (CPU tests)."""
+    cfg.model.backbone.arch = dict(TINY_ARCH)
+    cfg.model.backbone.init_cfg = init_cfg
+    cfg.model.decode_head.update(in_channels=TINY_ARCH['dims'], channels=16, norm_cfg=BN)
+    cfg.model.auxiliary_head.update(in_channels=TINY_ARCH['dims'][2], channels=16, norm_cfg=BN)
+    return cfg
+
+
+def build_segmentor(cfg: Config):
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def cpu_optim_wrapper(cfg: Config) -> dict:
+    """The config's optimizer wrapper as a plain OptimWrapper (AMP needs a GPU in mmengine)."""
+    optim = cfg.optim_wrapper.to_dict()
+    if optim['type'] == 'AmpOptimWrapper':
+        optim['type'] = 'OptimWrapper'
+        optim.pop('loss_scale')
+    return optim
+
+
+def lr_per_param(optim_wrapper) -> dict:
+    return {name: group['lr'] for group in optim_wrapper.optimizer.param_groups
+            for name in group['param_names']}
+
+
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_ade20k_config_has_the_recipe_and_builds(name, tmp_path):
+    arch, num_layers, crop, stride, aux_in = RECIPES[name]
+    cfg = Config.fromfile(str(CONFIGS / name))
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.custom_imports == dict(imports=['cnxv2_dense'], allow_failed_imports=False)
+    backbone = cfg.model.backbone
+    assert (backbone.type, backbone.arch, backbone.drop_path_rate) == (
+        'cnxv2_dense.ConvNeXtV2', arch, 0.4)
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=FCMAE_URL.format(arch))
+    assert cfg.model.decode_head.type == 'UPerHead'
+    assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == 150
+    assert cfg.model.decode_head.norm_cfg.type == cfg.model.auxiliary_head.norm_cfg.type == 'SyncBN'
+    assert cfg.model.auxiliary_head.type == 'FCNHead'
+    assert cfg.model.auxiliary_head.in_channels == aux_in
+    assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4
+    assert cfg.model.test_cfg == dict(mode='slide', crop_size=(crop, crop), stride=(stride, stride))
+    assert cfg.model.data_preprocessor.size == (crop, crop)
+    assert cfg.train_dataloader.dataset.pipeline[3] == dict(
+        type='RandomCrop', crop_size=(crop, crop), cat_max_ratio=0.75)
+    # 16 images per iteration = 8 GPUs x 2; 160k iterations; warmup then poly (power 1) to 0.
+    assert cfg.train_dataloader.batch_size * 8 == cfg.auto_scale_lr.base_batch_size == 16
+    assert cfg.train_cfg.max_iters == 160000
+    assert [(s.type, s.begin, s.end) for s in cfg.param_scheduler] == [
+        ('LinearLR', 0, 1500), ('PolyLR', 1500, 160000)]
+    assert (cfg.param_scheduler[1].power, cfg.param_scheduler[1].eta_min) == (1.0, 0.0)
+    optim = cfg.optim_wrapper
+    assert optim.type == 'AmpOptimWrapper'
+    assert optim.constructor == 'cnxv2_dense.LayerDecayOptimWrapperConstructor'
+    assert (optim.optimizer.type, optim.optimizer.lr, optim.optimizer.weight_decay) == (
+        'AdamW', 1e-4, 0.05)
+    assert optim.paramwise_cfg == dict(decay_rate=0.9, decay_type='stage_wise',
+                                       num_layers=num_layers)
+
+    # A local checkpoint replaces the URL, as --cfg-options model.backbone.init_cfg.checkpoint=...
+    # does; the tiny model then starts from those weights.
+    from cnxv2_dense.models import ConvNeXtV2
+    source = ConvNeXtV2(arch=dict(TINY_ARCH))
+    torch.save({'model': {k: v for k, v in source.state_dict().items()
+                          if not k.startswith('norm')}}, tmp_path / 'fcmae.pt')
+    local = dict(type='Pretrained', checkpoint=str(tmp_path / 'fcmae.pt'))
+    model = build_segmentor(shrink(cfg, local))
+    torch.testing.assert_close(model.backbone.stages[2][1].pwconv1.weight,
+                               source.stages[2][1].pwconv1.weight)
+
+    lrs = lr_per_param(build_optim_wrapper(model, cpu_optim_wrapper(cfg)))
+    assert set(lrs) == {n for n, p in model.named_parameters() if p.requires_grad}
+    # stage_wise: stage i has id i + 1, downsample layers 0, heads num_layers + 1.
+    for stage in range(4):
+        assert lrs[f'backbone.stages.{stage}.0.dwconv.weight'] == pytest.approx(
+            1e-4 * 0.9 ** (num_layers - stage))
+    assert lrs['backbone.downsample_layers.2.1.weight'] == pytest.approx(
+        1e-4 * 0.9 ** (num_layers + 1))
+    assert lrs['decode_head.fpn_bottleneck.conv.weight'] == 1e-4
+    assert lrs['auxiliary_head.conv_seg.weight'] == 1e-4
+
+
+def test_demo_config_builds_on_cpu_and_trains_its_optimizer():
+    cfg = Config.fromfile(str(CONFIGS / DEMO))
+    assert cfg.model.backbone.arch == 'atto' and cfg.model.backbone.init_cfg is None
+    assert cfg.model.decode_head.norm_cfg == cfg.model.auxiliary_head.norm_cfg == BN
+    assert cfg.train_dataloader.dataset.type == 'BaseSegDataset'
+    assert cfg.train_dataloader.dataset.metainfo.classes == (
+        'background', 'circle', 'square', 'triangle')
+    assert [tuple(c) for c in cfg.train_dataloader.dataset.metainfo.palette] == list(PALETTE)
+    assert cfg.val_evaluator.type == 'IoUMetric'
+    # Background down-weighted in both losses; mmseg's class_weight cannot take padded (255)
+    # pixels, so training crops are never padded (scale-up only, then a full crop).
+    for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
+        assert head.loss_decode.class_weight == [0.2, 1.0, 1.0, 1.0]
+    resize, crop = cfg.train_dataloader.dataset.pipeline[2:4]
+    assert resize.type == 'RandomResize' and min(resize.ratio_range) >= 1.0
+    assert resize.scale == crop.crop_size == cfg.model.data_preprocessor.size
+    assert cfg.train_cfg.max_iters // cfg.train_cfg.val_interval >= 3  # mIoU logged as it rises
+    model = build_segmentor(cfg)  # the real atto model, as the demo trains it
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert type(optim_wrapper).__name__ == 'OptimWrapper'
+    assert len(optim_wrapper.optimizer.param_groups) > 1  # weight decay split by the constructor
+
+
+def test_loss_step_and_sliding_window_prediction():
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    cfg = shrink(Config.fromfile(str(CONFIGS / 'upernet_cnxv2_t_ade20k.py')))
+    cfg.model.data_preprocessor.size = (64, 64)
+    cfg.model.test_cfg = dict(mode='slide', crop_size=(64, 64), stride=(48, 48))
+    cfg.model.decode_head.num_classes = cfg.model.auxiliary_head.num_classes = 4
+    model = build_segmentor(cfg)
+
+    shapes = [(64, 64), (56, 48)]  # training crops are at most the crop size
+    samples = []
+    for h, w in shapes:
+        sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 4, (1, h, w)))
+        samples.append(sample)
+    packed = dict(inputs=[torch.randint(0, 256, (3, h, w), dtype=torch.uint8) for h, w in shapes],
+                  data_samples=samples)
+    model.train()
+    data = model.data_preprocessor(packed, True)
+    assert data['inputs'].shape == (2, 3, 64, 64)  # padded to the crop size
+    losses = model(**data, mode='loss')
+    assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses)
+    total = losses['decode.loss_ce'] + losses['aux.loss_ce']
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.backbone.stages[0][0].pwconv1.weight.grad.abs().sum() > 0
+
+    # A 96x80 image in 64x64 windows with stride 48: 2 rows x 2 columns of windows.
+    model.eval()
+    image = torch.randint(0, 256, (3, 96, 80), dtype=torch.uint8)
+    sample = SegDataSample(metainfo=dict(img_shape=(96, 80), ori_shape=(96, 80)))
+    windows = []
+    encode_decode = model.encode_decode
+    def recording_encode_decode(x, metas):
+        windows.append(tuple(x.shape[-2:]))
+        return encode_decode(x, metas)
+
+    model.encode_decode = recording_encode_decode
+    with torch.no_grad():
+        result, = model.test_step(dict(inputs=[image], data_samples=[sample]))
+    assert windows == [(64, 64)] * 4
+    assert result.pred_sem_seg.data.shape == (1, 96, 80)
+    assert result.seg_logits.data.shape == (4, 96, 80)
+    assert set(result.pred_sem_seg.data.unique().tolist()) <= {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize('gpu', [True, False], ids=['gpu', 'cpu'])
+def test_amp_flag_and_checkpoint_override_on_segmentation_configs(gpu, monkeypatch):
+    """--amp asks for mmengine's AmpOptimWrapper, which needs a GPU: with one (faked here, the
+    wrapper is not built) the config keeps it; without one tools/train.py falls back to fp32."""
+    from tools.train import build_train_config, parse_args
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: gpu)
+    expected = ('AmpOptimWrapper', 'dynamic') if gpu else ('OptimWrapper', None)
+    args = parse_args([str(CONFIGS / DEMO), '--amp', '--resume'])
+    cfg = build_train_config(args)
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.get('loss_scale')) == expected
+    assert cfg.optim_wrapper.constructor == 'cnxv2_dense.LayerDecayOptimWrapperConstructor'
+    assert cfg.resume is True and cfg.load_from is None
+    # The ADE20K recipes ask for AMP themselves.
+    args = parse_args([str(CONFIGS / 'upernet_cnxv2_b_ade20k.py'), '--cfg-options',
+                       'model.backbone.init_cfg.checkpoint=work_dirs/fcmae_b/backbone.pth'])
+    cfg = build_train_config(args)
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.get('loss_scale')) == expected
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained',
+                                               checkpoint='work_dirs/fcmae_b/backbone.pth')
+
+
+# --- The tools, run as a user would (subprocesses), on a tiny copy of the embedded data ---------
+
+@pytest.fixture(scope='module')
+def tiny_seg_config(tmp_path_factory):
+    """A custom-data config in the style of docs/custom_data_seg.md: inherit the demo config."""
+    root = tmp_path_factory.mktemp('seg_tools')
+    data = root / 'data'
+    write_ade_shapes(data, num_train=8, num_val=4, spec=SceneSpec(image_size=64), seed=3)
+    config = root / 'tiny_upernet.py'
+    config.write_text(f'''
+_base_ = [{str(CONFIGS / DEMO)!r}]
+data_root = {str(data) + '/'!r}
+crop_size = (64, 64)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(arch=dict(_delete_=True, depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])),
+    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16),
+    auxiliary_head=dict(in_channels=32, channels=16),
+    test_cfg=dict(mode='slide', crop_size=(48, 48), stride=(32, 32)))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+dataset = dict(data_root=data_root, img_suffix='.png', seg_map_suffix='.png')
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(**dataset, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                      dataset=dict(**dataset, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=4, val_interval=2)
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=4)]
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_keep_ckpts=3))
+''')
+    return config, data
+
+
+def run(args, **env):
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTHON=PYTHON, **env)
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout + proc.stderr
+
+
+def test_train_test_resume_and_infer(tiny_seg_config, tmp_path):
+    config, data = tiny_seg_config
+    work = tmp_path / 'work'
+    out = run([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work)])
+    assert out.count('mIoU:') == 2  # validated at iterations 2 and 4
+    checkpoint = work / 'iter_4.pth'
+    assert checkpoint.is_file()
+
+    out = run([PYTHON, 'tools/test.py', str(config), str(checkpoint), '--work-dir',
+               str(tmp_path / 'test'), '--out', str(tmp_path / 'maps'),
+               '--show-dir', str(tmp_path / 'vis')])
+    assert 'mIoU:' in out
+    assert re.search(r'\|\s+triangle\s+\|', out)  # mmseg's per-class table names our classes
+    maps = sorted((tmp_path / 'maps').glob('*.png'))
+    assert [p.name for p in maps] == [f'{i:06d}.png' for i in range(4)]
+    assert np.asarray(Image.open(maps[0])).shape == (64, 64)
+    assert set(np.unique(np.asarray(Image.open(maps[0])))) <= {0, 1, 2, 3}
+    assert len(list((tmp_path / 'vis').rglob('*.png'))) == 4  # every test image drawn
+
+    # --resume continues from iteration 4 (weights-only loading of mmengine's objects).
+    out = run([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work), '--resume',
+               '--cfg-options', 'train_cfg.max_iters=6'])
+    assert 'resumed epoch: 0, iter: 4' in out
+    assert (work / 'iter_6.pth').is_file()
+
+    out_dir = tmp_path / 'overlays'
+    run([PYTHON, 'tools/infer.py', str(config), str(checkpoint),
+         str(data / 'images' / 'validation'), '--out-dir', str(out_dir), '--device', 'cpu'])
+    written = sorted(out_dir.glob('*.png'))
+    assert [p.name for p in written] == [f'{i:06d}.png' for i in range(4)]
+    overlay = np.asarray(Image.open(written[0]).convert('RGB'))
+    image = np.asarray(Image.open(data / 'images' / 'validation' / '000000.png').convert('RGB'))
+    assert overlay.shape == image.shape == (64, 64, 3)
+    assert not np.array_equal(overlay, image)  # the colour-coded prediction is blended in
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
+    config, _ = tiny_seg_config
+    work = tmp_path / 'dist'
+    out = run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work),
+               '--cfg-options', 'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2'],
+              PORT=str(free_port()))
+    assert (work / 'iter_2.pth').is_file()
+    assert 'Distributed training: True' in out and 'GPU number: 2' in out
+    assert out.count('mIoU:') == 1  # validated at iteration 2 across both processes
+
+
+def guide_configs() -> list:
+    """The two configs docs/custom_data_seg.md shows, as written there."""
+    text = (Path(ROOT) / 'docs' / 'custom_data_seg.md').read_text()
+    blocks = re.findall(r'```python\n(.*?)```', text, flags=re.S)
+    assert len(blocks) == 2, 'the guide shows a demo-based and a T-based config'
+    return blocks
+
+
+@pytest.mark.parametrize('index', [0, 1], ids=['from_demo', 'from_t'])
+def test_guide_configs_load_a_custom_dataset(index, tmp_path):
+    """Each guide config, pointed at a dataset in the guide's layout, builds its datasets with the
+    user's classes and palette and sizes both heads for them."""
+    from mmseg.registry import DATASETS
+    block = guide_configs()[index]
+    data = tmp_path / 'my_seg'
+    write_ade_shapes(data, num_train=2, num_val=2, spec=SceneSpec(image_size=64), seed=5)
+    for image in data.glob('images/*/*.png'):  # the guide's data has .jpg images
+        Image.open(image).convert('RGB').save(image.with_suffix('.jpg'))
+        image.unlink()
+    config = tmp_path / 'my_config.py'
+    config.write_text(block.replace("'./", repr(str(CONFIGS) + '/')[:-1])
+                      .replace("'data/my_seg/'", repr(str(data) + '/')))
+    cfg = Config.fromfile(str(config))
+    classes = cfg.metainfo['classes']
+    assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == len(classes)
+    init_default_scope('mmseg')
+    for loader, count in ((cfg.train_dataloader, 2), (cfg.val_dataloader, 2)):
+        dataset = DATASETS.build(loader.dataset)
+        assert len(dataset) == count
+        assert dataset.metainfo['classes'] == classes
+        assert [tuple(c) for c in dataset.metainfo['palette']] == [
+            tuple(c) for c in cfg.metainfo['palette']]
+        sample = dataset[0]
+        labels = set(sample['data_samples'].gt_sem_seg.data.unique().tolist())
+        # 0..3 as written; reduce_zero_label maps 0 to 255 (ignored) and shifts the rest down.
+        allowed = {0, 1, 2, 3} if not cfg.train_dataloader.dataset.get(
+            'reduce_zero_label') else {255, 0, 1, 2}
+        assert labels <= allowed and len(labels) > 1
