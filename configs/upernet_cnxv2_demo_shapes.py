@@ -71,18 +71,11 @@ test_pipeline = [
 ]
 # mmseg's BaseSegDataset with our classes and palette (ADE20KDataset fixes the 150 ADE classes,
 # .jpg images and reduce_zero_label=True); the folders are the ADE20K base's images/training etc.
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    dataset=dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
-                 img_suffix='.png', seg_map_suffix='.png', reduce_zero_label=False,
-                 pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    dataset=dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
-                 img_suffix='.png', seg_map_suffix='.png', reduce_zero_label=False,
-                 pipeline=test_pipeline))
+dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
+               img_suffix='.png', seg_map_suffix='.png', reduce_zero_label=False)
+train_dataloader = dict(batch_size=8, num_workers=1,
+                        dataset=dict(**dataset, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=8, num_workers=1, dataset=dict(**dataset, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
