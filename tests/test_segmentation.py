@@ -1,10 +1,8 @@
 """UperNet segmentation configs and tools: every config builds with its recipe and optimizer
 wrapper, a loss step and a sliding-window predict step run, and tools/train.py, tools/test.py,
 --resume, tools/infer.py and the distributed launcher run a segmentation config on CPU."""
-import os
 import re
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from PIL import Image
 
 from cnxv2_dense.datasets import PALETTE, SceneSpec, write_ade_shapes
 
-from .conftest import ROOT, TINY_ARCH
+from .conftest import ROOT, TINY_ARCH, run_tool
 
 PYTHON = sys.executable
 CONFIGS = Path(ROOT) / 'configs'
@@ -257,22 +255,15 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_ke
     return config, data
 
 
-def run(args, **env):
-    env = dict(os.environ, PYTHONPATH=ROOT, PYTHON=PYTHON, **env)
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc.stdout + proc.stderr
-
-
 def test_train_test_resume_and_infer(tiny_seg_config, tmp_path):
     config, data = tiny_seg_config
     work = tmp_path / 'work'
-    out = run([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work)])
+    out = run_tool([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work)])
     assert out.count('mIoU:') == 2  # validated at iterations 2 and 4
     checkpoint = work / 'iter_4.pth'
     assert checkpoint.is_file()
 
-    out = run([PYTHON, 'tools/test.py', str(config), str(checkpoint), '--work-dir',
+    out = run_tool([PYTHON, 'tools/test.py', str(config), str(checkpoint), '--work-dir',
                str(tmp_path / 'test'), '--out', str(tmp_path / 'maps'),
                '--show-dir', str(tmp_path / 'vis')])
     assert 'mIoU:' in out
@@ -284,13 +275,13 @@ def test_train_test_resume_and_infer(tiny_seg_config, tmp_path):
     assert len(list((tmp_path / 'vis').rglob('*.png'))) == 4  # every test image drawn
 
     # --resume continues from iteration 4 (weights-only loading of mmengine's objects).
-    out = run([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work), '--resume',
+    out = run_tool([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work), '--resume',
                '--cfg-options', 'train_cfg.max_iters=6'])
     assert 'resumed epoch: 0, iter: 4' in out
     assert (work / 'iter_6.pth').is_file()
 
     out_dir = tmp_path / 'overlays'
-    run([PYTHON, 'tools/infer.py', str(config), str(checkpoint),
+    run_tool([PYTHON, 'tools/infer.py', str(config), str(checkpoint),
          str(data / 'images' / 'validation'), '--out-dir', str(out_dir), '--device', 'cpu'])
     written = sorted(out_dir.glob('*.png'))
     assert [p.name for p in written] == [f'{i:06d}.png' for i in range(4)]
@@ -309,7 +300,7 @@ def free_port() -> int:
 def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
     config, _ = tiny_seg_config
     work = tmp_path / 'dist'
-    out = run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work),
+    out = run_tool(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work),
                '--cfg-options', 'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2'],
               PORT=str(free_port()))
     assert (work / 'iter_2.pth').is_file()

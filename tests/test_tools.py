@@ -1,9 +1,7 @@
 """tools/train.py, tools/test.py, --resume, the distributed launcher and tools/infer.py, run as a
 user would (subprocesses) on a tiny copy of the embedded dataset."""
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 
 from cnxv2_dense.datasets import SceneSpec, write_coco_shapes
 
-from .conftest import ROOT
+from .conftest import ROOT, run_tool
 
 PYTHON = sys.executable
 
@@ -48,16 +46,8 @@ def trained_work_dir(tiny_detection_config, tmp_path_factory):
     """One training run (1 epoch, with validation) shared by the tests below."""
     config, _ = tiny_detection_config
     work = tmp_path_factory.mktemp('trained') / 'work'
-    run([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work)])
+    run_tool([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work)])
     return work
-
-
-def run(args, **kwargs):
-    env = dict(os.environ, PYTHONPATH=ROOT, PYTHON=PYTHON)
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-                          **kwargs)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc.stdout + proc.stderr
 
 
 def test_train_then_test_then_resume(tiny_detection_config, trained_work_dir, tmp_path):
@@ -69,13 +59,13 @@ def test_train_then_test_then_resume(tiny_detection_config, trained_work_dir, tm
     assert checkpoint.is_file()
     assert (work / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
 
-    out = run([PYTHON, 'tools/test.py', str(config), str(checkpoint), '--work-dir',
+    out = run_tool([PYTHON, 'tools/test.py', str(config), str(checkpoint), '--work-dir',
                str(tmp_path / 'test'), '--out', str(tmp_path / 'preds.pkl')])
     assert 'coco/bbox_mAP' in out and 'coco/segm_mAP' in out
     assert (tmp_path / 'preds.pkl').is_file()
 
     # --resume continues from epoch 1 (weights-only loading of mmengine's checkpoint objects).
-    out = run([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work), '--resume',
+    out = run_tool([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work), '--resume',
                '--cfg-options', 'train_cfg.max_epochs=2'])
     assert 'resumed epoch: 1' in out
     assert (work / 'epoch_2.pth').is_file()
@@ -84,7 +74,7 @@ def test_train_then_test_then_resume(tiny_detection_config, trained_work_dir, tm
 def test_distributed_launcher_on_cpu_with_gloo(tiny_detection_config, tmp_path):
     config, _ = tiny_detection_config
     work = tmp_path / 'dist'
-    out = run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work),
+    out = run_tool(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work),
                '--cfg-options', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
                'train_cfg.val_interval=100'])
     assert (work / 'epoch_1.pth').is_file()
@@ -94,7 +84,7 @@ def test_distributed_launcher_on_cpu_with_gloo(tiny_detection_config, tmp_path):
 def test_infer_writes_pictures(tiny_detection_config, trained_work_dir, tmp_path):
     config, data = tiny_detection_config
     out_dir = tmp_path / 'vis'
-    run([PYTHON, 'tools/infer.py', str(config), str(trained_work_dir / 'epoch_1.pth'), str(data / 'val'),
+    run_tool([PYTHON, 'tools/infer.py', str(config), str(trained_work_dir / 'epoch_1.pth'), str(data / 'val'),
          '--out-dir', str(out_dir), '--score-thr', '0.0'])
     written = sorted(out_dir.glob('*.png'))
     assert len(written) == 4
