@@ -115,6 +115,28 @@ def test_outputs_keep_the_input_memory_format(tiny_arch):
     assert all(o.is_contiguous(memory_format=torch.channels_last) for o in model(x_last))
 
 
+def test_channels_last_option_matches_nchw_outputs_and_gradients(tiny_arch):
+    torch.manual_seed(0)
+    plain = ConvNeXtV2(arch=tiny_arch)
+    plain.init_weights()
+    last = ConvNeXtV2(arch=tiny_arch, channels_last=True)
+    last.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    results = []
+    for model in (plain, last):
+        inp = x.clone().requires_grad_()
+        outs = model(inp)
+        sum(o.square().mean() for o in outs).backward()
+        results.append((outs, inp.grad, {n: p.grad for n, p in model.named_parameters()}))
+    (outs_a, dx_a, grads_a), (outs_b, dx_b, grads_b) = results
+    for a, b in zip(outs_a, outs_b):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        assert b.is_contiguous()  # NCHW in, NCHW out: safe for raw-memory ops like RoIAlign
+    torch.testing.assert_close(dx_a, dx_b, rtol=1e-5, atol=1e-6)
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_autocast_with_large_inputs_is_finite(tiny_arch, dtype):
     model = ConvNeXtV2(arch=tiny_arch).eval()

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..registry import MODELS
 from .layer_depth import default_num_layers, get_layer_id
-from .layers import GRN, LayerNorm2d, LayerNormLast
+from .layers import GRN, LayerNorm2d, LayerNormLast, memory_format_of
 
 # Depths and widths of the published variants (paper Table / official code).
 ARCH_SETTINGS: Dict[str, Dict[str, List[int]]] = {
@@ -124,6 +124,10 @@ class ConvNeXtV2(BaseModule):
         layer_scale_init_value (float): Layer scale init; 0 disables it (V2; V1 used 1e-6).
             Defaults to 0.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
+        channels_last (bool): Run the stem and stages on a channels-last copy of the input
+            (the depthwise 7x7 convolutions run much faster that way on CPU, see
+            ``benchmarks/backbone_speed.py``). Outputs keep the input's memory format either
+            way, so downstream ops that read raw NCHW memory are safe. Defaults to False.
         init_cfg (dict | list[dict], optional): mmengine init config; ``dict(type='Pretrained',
             checkpoint=PATH)`` loads pretrained weights. Defaults to None (trunc-normal init).
     """
@@ -137,6 +141,7 @@ class ConvNeXtV2(BaseModule):
                  use_grn: bool = True,
                  layer_scale_init_value: float = 0.,
                  with_cp: bool = False,
+                 channels_last: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=copy.deepcopy(init_cfg))
         self.depths, self.dims = parse_arch(arch)
@@ -145,6 +150,7 @@ class ConvNeXtV2(BaseModule):
             raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}] (-1: nothing, 0: stem, '
                              f'k: stem and first k stages), got {frozen_stages}')
         self.frozen_stages = frozen_stages
+        self.channels_last = channels_last
         if not 0. <= drop_path_rate < 1.:
             raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
 
@@ -259,9 +265,12 @@ class ConvNeXtV2(BaseModule):
         if min(x.shape[-2:]) < TOTAL_STRIDE:
             raise ValueError(f'Input sides must be at least {TOTAL_STRIDE} px (the total stride), '
                              f'got {tuple(x.shape[-2:])}; pad or resize the image.')
+        out_format = memory_format_of(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i in range(NUM_STAGES):
             x = self.stages[i](self.downsample_layers[i](x))
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                outs.append(getattr(self, f'norm{i}')(x).contiguous(memory_format=out_format))
         return tuple(outs)

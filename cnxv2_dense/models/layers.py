@@ -23,6 +23,13 @@ def fp32_region(x: torch.Tensor):
     return nullcontext()
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a channels-last-strided 4-D tensor, else contiguous NCHW."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in _LOW_PRECISION else x
 
@@ -42,9 +49,7 @@ class LayerNorm2d(nn.LayerNorm):
         # NOTE: keep the input's memory format. The permuted result is channels-last in memory;
         # handed on as is, it reaches ops that assume contiguous NCHW and silently misread it
         # (mmcv's CPU RoIAlign does, which stalls every RoI head behind this backbone).
-        memory_format = (torch.channels_last
-                         if x.is_contiguous(memory_format=torch.channels_last)
-                         and not x.is_contiguous() else torch.contiguous_format)
+        memory_format = memory_format_of(x)
         with fp32_region(x):
             x = _upcast(x).permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
             x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
