@@ -308,12 +308,30 @@ def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
     assert out.count('mIoU:') == 1  # validated at iteration 2 across both processes
 
 
-def guide_configs() -> list:
-    """The two configs docs/custom_data_seg.md shows, as written there."""
+def guide_python_blocks() -> list:
+    """The python code blocks of docs/custom_data_seg.md, as written there."""
     text = (Path(ROOT) / 'docs' / 'custom_data_seg.md').read_text()
-    blocks = re.findall(r'```python\n(.*?)```', text, flags=re.S)
+    return re.findall(r'```python\n(.*?)```', text, flags=re.S)
+
+
+def guide_configs() -> list:
+    """The two whole configs the guide shows (the blocks with a ``_base_``)."""
+    blocks = [block for block in guide_python_blocks() if '_base_' in block]
     assert len(blocks) == 2, 'the guide shows a demo-based and a T-based config'
     return blocks
+
+
+def test_guide_fine_tune_snippet_loads_on_the_demo_config(tmp_path):
+    """The guide's snippet for fine-tuning a demo-based config replaces its ``init_cfg=None``."""
+    snippets = [b for b in guide_python_blocks() if '_base_' not in b and 'Pretrained' in b]
+    assert len(snippets) == 1
+    config = tmp_path / 'demo_fine_tune.py'
+    config.write_text(f"_base_ = [{str(CONFIGS / 'upernet_cnxv2_demo_shapes.py')!r}]\n"
+                      + snippets[0])
+    backbone = Config.fromfile(str(config)).model.backbone
+    assert backbone.init_cfg.type == 'Pretrained'
+    assert backbone.init_cfg.checkpoint.endswith('convnextv2_atto_1k_224_fcmae.pt')
+    assert '_delete_' not in backbone.init_cfg and backbone.arch == 'atto'
 
 
 @pytest.mark.parametrize('index', [0, 1], ids=['from_demo', 'from_t'])
