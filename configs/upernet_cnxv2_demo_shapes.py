@@ -37,7 +37,7 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.0,  # too few iterations for stochastic depth to help
         channels_last=True,  # same outputs; the demo ran 1.5x faster on CPU (depthwise 7x7)
-        init_cfg=None),  # from scratch; set dict(type='Pretrained', checkpoint=...) to fine-tune
+        init_cfg=None),  # from scratch; to fine-tune see docs/custom_data_seg.md section 3
     decode_head=dict(
         in_channels=[40, 80, 160, 320],
         channels=head_channels,  # 512 in the ADE20K recipe
