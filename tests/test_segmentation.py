@@ -144,6 +144,24 @@ def test_demo_config_builds_on_cpu_and_trains_its_optimizer():
     assert len(optim_wrapper.optimizer.param_groups) > 1  # weight decay split by the constructor
 
 
+def test_resnet_control_config_differs_from_the_demo_only_in_backbone_and_optimizer():
+    demo = Config.fromfile(str(CONFIGS / DEMO))
+    control = Config.fromfile(str(CONFIGS / 'upernet_r18_demo_shapes_control.py'))
+    assert control.model.backbone.type == 'ResNetV1c' and control.model.backbone.depth == 18
+    for key in ('train_dataloader', 'val_dataloader', 'train_cfg', 'param_scheduler'):
+        assert control[key] == demo[key], key
+    for head in ('decode_head', 'auxiliary_head'):
+        ours, theirs = dict(demo.model[head]), dict(control.model[head])
+        ours.pop('in_channels'), theirs.pop('in_channels')
+        assert ours == theirs, head
+    assert control.optim_wrapper.optimizer == demo.optim_wrapper.optimizer
+    model = build_segmentor(control)
+    build_optim_wrapper(model, control.optim_wrapper)
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 128, 128), mode='tensor')  # BN in train mode needs 2
+    assert logits.shape == (2, 4, 32, 32)  # stride 4, background + 3 classes
+
+
 def test_loss_step_and_sliding_window_prediction():
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
