@@ -344,8 +344,7 @@ def test_guide_fine_tune_snippet_loads_on_the_demo_config(tmp_path):
     snippets = [b for b in guide_python_blocks() if '_base_' not in b and 'Pretrained' in b]
     assert len(snippets) == 1
     config = tmp_path / 'demo_fine_tune.py'
-    config.write_text(f"_base_ = [{str(CONFIGS / 'upernet_cnxv2_demo_shapes.py')!r}]\n"
-                      + snippets[0])
+    config.write_text(f'_base_ = [{str(CONFIGS / DEMO)!r}]\n' + snippets[0])
     backbone = Config.fromfile(str(config)).model.backbone
     assert backbone.init_cfg.type == 'Pretrained'
     assert backbone.init_cfg.checkpoint.endswith('convnextv2_atto_1k_224_fcmae.pt')
