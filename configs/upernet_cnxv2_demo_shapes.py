@@ -1,9 +1,10 @@
 # Demo: UperNet with a ConvNeXt V2-atto backbone, trained from scratch on the embedded synthetic
-# shapes dataset in its ADE20K-style layout (background + 3 classes, 128 px, written by
-# `python tools/make_demo_data.py --layout ade`). Runs on CPU in about 7 minutes and reports
-# mIoU (mmseg's IoUMetric) on the val split; the measured numbers are in the README. It is a
-# smoke-scale recipe, not an ADE20K recipe: UperNet is slimmed (64 channels, BN instead of the
-# GPU recipes' SyncBN, which needs a GPU process group) so it trains quickly on 2 cores.
+# shapes dataset in its ADE20K-style layout (background + 3 classes, 128 px, 400 training and
+# 100 val images, written by `python tools/make_demo_data.py --layout ade`). Runs on CPU
+# in about 7 minutes and reports mIoU (mmseg's IoUMetric) on the val split; the measured numbers
+# are in the README. It is a smoke-scale recipe, not an ADE20K recipe: UperNet is slimmed
+# (64 channels, BN instead of the GPU recipes' SyncBN, which needs a GPU process group) so it
+# trains quickly on 2 cores.
 _base_ = [
     'mmseg::_base_/models/upernet_convnext.py',
     'mmseg::_base_/datasets/ade20k.py',

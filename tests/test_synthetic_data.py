@@ -1,6 +1,7 @@
 import hashlib
 
 import numpy as np
+import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -77,3 +78,47 @@ def test_ade_layout_labels(tmp_path):
         assert label.shape == (64, 64) and label.dtype == np.uint8
         values.update(np.unique(label).tolist())
     assert 0 in values and values <= {0, 1, 2, 3} and len(values) > 1
+
+
+def test_val_split_does_not_depend_on_the_number_of_training_images(tmp_path):
+    # The README compares seg demo runs on 400 and 4000 training images on the same val split.
+    spec = SceneSpec(image_size=48)
+    write_ade_shapes(tmp_path / 'few', num_train=2, num_val=3, spec=spec)
+    write_ade_shapes(tmp_path / 'many', num_train=5, num_val=3, spec=spec)
+    for folder in ('images/validation', 'annotations/validation'):
+        assert _digest(tmp_path / 'few' / folder) == _digest(tmp_path / 'many' / folder)
+    assert _digest(tmp_path / 'few' / 'images/training') != _digest(
+        tmp_path / 'many' / 'images/training')
+
+
+def test_make_demo_data_keeps_refuses_and_rewrites(tmp_path, capsys):
+    from tools.make_demo_data import main
+    root = tmp_path / 'ade'
+    small = ['--layout', 'ade', '--out', str(root), '--num-val', '1', '--image-size', '32']
+    main(small + ['--num-train', '3'])
+    images = root / 'images' / 'training'
+    assert len(list(images.glob('*.png'))) == 3
+    before = _digest(root)
+    # same settings: kept as it is
+    main(small + ['--num-train', '3'])
+    assert 'already holds' in capsys.readouterr().out and _digest(root) == before
+    # other settings: refused with the differing setting and the command that rewrites it
+    with pytest.raises(SystemExit) as error:
+        main(small + ['--num-train', '2'])
+    message = str(error.value)
+    assert 'num_train=3 (asked for 2)' in message and '--num-train 2' in message
+    assert '--force' in message and _digest(root) == before
+    # --force: rewritten, and the third image of the old dataset does not stay behind
+    main(small + ['--num-train', '2', '--force'])
+    assert sorted(p.name for p in images.glob('*.png')) == ['000000.png', '000001.png']
+    assert len(list((root / 'annotations' / 'training').glob('*.png'))) == 2
+
+
+def test_make_demo_data_reads_markers_of_older_versions(tmp_path):
+    # Before per-layout defaults the marker held the repr of the argparse namespace's dict.
+    from tools.make_demo_data import recorded_settings
+    marker = tmp_path / '.complete'
+    marker.write_text("{'layout': 'ade', 'out': None, 'num_train': 400, 'num_val': 100, "
+                      "'image_size': 128, 'seed': 0, 'force': False}\n")
+    assert recorded_settings(marker) == dict(layout='ade', num_train=400, num_val=100,
+                                             image_size=128, seed=0)

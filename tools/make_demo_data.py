@@ -2,8 +2,14 @@
 
     python tools/make_demo_data.py                  # COCO layout in data/shapes_coco
     python tools/make_demo_data.py --layout ade     # ADE20K layout in data/shapes_ade
+
+A folder that already holds a complete dataset is kept as it is if it was written with the same
+settings; with other settings the script stops and says how to rewrite it (``--force``) rather
+than train a demo on data other than what was asked for.
 """
 import argparse
+import ast
+import json
 import os.path as osp
 import sys
 from pathlib import Path
@@ -13,6 +19,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from cnxv2_dense.datasets import SceneSpec, write_ade_shapes, write_coco_shapes  # noqa: E402
 
 DEFAULT_ROOTS = {'coco': 'data/shapes_coco', 'ade': 'data/shapes_ade'}
+# What makes two datasets the same; recorded in the folder's `.complete` marker.
+SETTINGS = ('layout', 'num_train', 'num_val', 'image_size', 'seed')
+MARKER = '.complete'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,18 +37,61 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def recorded_settings(marker: Path) -> dict:
+    """The settings a finished dataset was written with (JSON; older markers hold a dict repr)."""
+    text = marker.read_text()
+    try:
+        recorded = json.loads(text)
+    except json.JSONDecodeError:
+        recorded = ast.literal_eval(text.strip())
+    return {key: recorded.get(key) for key in SETTINGS}
+
+
+def written_files(root: Path, settings: dict) -> list:
+    """The files a dataset with these settings consists of (what ``--force`` replaces)."""
+    splits = {'coco': (('train', 'val'), ('instances_train.json', 'instances_val.json')),
+              'ade': (('images/training', 'images/validation'), ())}[settings['layout']]
+    image_dirs, ann_files = splits
+    counts = (settings['num_train'], settings['num_val'])
+    files = [root / 'annotations' / name for name in ann_files]
+    for image_dir, count in zip(image_dirs, counts):
+        for index in range(count):
+            files.append(root / image_dir / f'{index:06d}.png')
+            if settings['layout'] == 'ade':  # label map of the same name
+                files.append(root / image_dir.replace('images', 'annotations') / f'{index:06d}.png')
+    return files
+
+
+def rewrite_command(args: argparse.Namespace, root: Path) -> str:
+    return (f'python tools/make_demo_data.py --layout {args.layout} --out {root} '
+            f'--num-train {args.num_train} --num-val {args.num_val} '
+            f'--image-size {args.image_size} --seed {args.seed} --force')
+
+
 def main(argv=None) -> Path:
     args = parse_args(argv)
     root = Path(args.out or DEFAULT_ROOTS[args.layout])
-    done = root / '.complete'
-    if done.exists() and not args.force:
-        print(f'{root} already holds the dataset (use --force to rewrite it)')
-        return root
+    wanted = {key: getattr(args, key) for key in SETTINGS}
+    marker = root / MARKER
+    if marker.exists() and not args.force:
+        recorded = recorded_settings(marker)
+        if recorded == wanted:
+            print(f'{root} already holds the dataset (use --force to rewrite it)')
+            return root
+        differ = ', '.join(f'{key}={recorded[key]!r} (asked for {wanted[key]!r})'
+                           for key in SETTINGS if recorded[key] != wanted[key])
+        sys.exit(f'{root} holds a shapes dataset written with other settings: {differ}. '
+                 f'Rewrite it with `{rewrite_command(args, root)}`, or pass --out to write '
+                 'elsewhere.')
+    if marker.exists():  # --force: drop the old dataset's files so no stale image stays behind
+        for path in written_files(root, recorded_settings(marker)):
+            path.unlink(missing_ok=True)
     writer = write_coco_shapes if args.layout == 'coco' else write_ade_shapes
     writer(root, num_train=args.num_train, num_val=args.num_val,
            spec=SceneSpec(image_size=args.image_size), seed=args.seed)
-    done.write_text(f'{vars(args)}\n')
-    print(f'wrote the {args.layout} shapes dataset to {root}')
+    marker.write_text(json.dumps(wanted) + '\n')
+    print(f'wrote the {args.layout} shapes dataset ({args.num_train} train / {args.num_val} val '
+          f'images) to {root}')
     return root
 
 
