@@ -15,6 +15,7 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 from cnxv2_dense.datasets import PALETTE, SceneSpec, write_ade_shapes
+from cnxv2_dense.utils import allow_mmengine_checkpoints
 
 from .conftest import ROOT, TINY_ARCH, run_tool
 
@@ -291,6 +292,15 @@ def test_train_test_resume_and_infer(tiny_seg_config, tmp_path):
     assert np.asarray(Image.open(maps[0])).shape == (64, 64)
     assert set(np.unique(np.asarray(Image.open(maps[0])))) <= {0, 1, 2, 3}
     assert len(list((tmp_path / 'vis').rglob('*.png'))) == 4  # every test image drawn
+
+    # mmseg's Python API loads the same checkpoint once mmengine's objects are allow-listed
+    # (torch >= 2.6 loads weights-only) and predicts what tools/test.py wrote.
+    from mmseg.apis import inference_model, init_model
+    allow_mmengine_checkpoints()
+    model = init_model(str(config), str(checkpoint), device='cpu')
+    image_path = data / 'images' / 'validation' / '000000.png'
+    predicted = inference_model(model, str(image_path)).pred_sem_seg.data[0].numpy()
+    np.testing.assert_array_equal(predicted, np.asarray(Image.open(maps[0])))
 
     # --resume continues from iteration 4 (weights-only loading of mmengine's objects).
     out = run_tool([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work), '--resume',
