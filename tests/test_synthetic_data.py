@@ -6,7 +6,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from cnxv2_dense.datasets import CLASSES, SceneSpec, write_ade_shapes, write_coco_shapes
+from cnxv2_dense.datasets import (CLASSES, SceneSpec, layout_files, write_ade_shapes,
+                                  write_coco_shapes)
 
 
 def _digest(root):
@@ -115,10 +116,20 @@ def test_make_demo_data_keeps_refuses_and_rewrites(tmp_path, capsys):
 
 
 def test_make_demo_data_reads_markers_of_older_versions(tmp_path):
-    # Before per-layout defaults the marker held the repr of the argparse namespace's dict.
+    # Markers written before settings were checked hold the repr of the argparse namespace.
     from tools.make_demo_data import recorded_settings
     marker = tmp_path / '.complete'
     marker.write_text("{'layout': 'ade', 'out': None, 'num_train': 400, 'num_val': 100, "
                       "'image_size': 128, 'seed': 0, 'force': False}\n")
     assert recorded_settings(marker) == dict(layout='ade', num_train=400, num_val=100,
                                              image_size=128, seed=0)
+
+
+@pytest.mark.parametrize('layout', ['coco', 'ade'])
+def test_layout_files_lists_exactly_what_the_writer_writes(layout, tmp_path):
+    writer = write_coco_shapes if layout == 'coco' else write_ade_shapes
+    writer(tmp_path, num_train=3, num_val=2, spec=SceneSpec(image_size=32))
+    written = sorted(p for p in tmp_path.rglob('*') if p.is_file())
+    assert sorted(layout_files(tmp_path, layout, num_train=3, num_val=2)) == written
+    with pytest.raises(ValueError, match="layout must be 'coco' or 'ade'"):
+        layout_files(tmp_path, 'voc', 1, 1)

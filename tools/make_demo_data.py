@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from cnxv2_dense.datasets import SceneSpec, write_ade_shapes, write_coco_shapes  # noqa: E402
+from cnxv2_dense.datasets import (SceneSpec, layout_files, write_ade_shapes,  # noqa: E402
+                                  write_coco_shapes)
 
 DEFAULT_ROOTS = {'coco': 'data/shapes_coco', 'ade': 'data/shapes_ade'}
 # What makes two datasets the same; recorded in the folder's `.complete` marker.
@@ -47,22 +48,8 @@ def recorded_settings(marker: Path) -> dict:
     return {key: recorded.get(key) for key in SETTINGS}
 
 
-def written_files(root: Path, settings: dict) -> list:
-    """The files a dataset with these settings consists of (what ``--force`` replaces)."""
-    splits = {'coco': (('train', 'val'), ('instances_train.json', 'instances_val.json')),
-              'ade': (('images/training', 'images/validation'), ())}[settings['layout']]
-    image_dirs, ann_files = splits
-    counts = (settings['num_train'], settings['num_val'])
-    files = [root / 'annotations' / name for name in ann_files]
-    for image_dir, count in zip(image_dirs, counts):
-        for index in range(count):
-            files.append(root / image_dir / f'{index:06d}.png')
-            if settings['layout'] == 'ade':  # label map of the same name
-                files.append(root / image_dir.replace('images', 'annotations') / f'{index:06d}.png')
-    return files
-
-
 def rewrite_command(args: argparse.Namespace, root: Path) -> str:
+    """The command that rewrites ``root`` with the settings asked for now."""
     return (f'python tools/make_demo_data.py --layout {args.layout} --out {root} '
             f'--num-train {args.num_train} --num-val {args.num_val} '
             f'--image-size {args.image_size} --seed {args.seed} --force')
@@ -84,7 +71,8 @@ def main(argv=None) -> Path:
                  f'Rewrite it with `{rewrite_command(args, root)}`, or pass --out to write '
                  'elsewhere.')
     if marker.exists():  # --force: drop the old dataset's files so no stale image stays behind
-        for path in written_files(root, recorded_settings(marker)):
+        old = recorded_settings(marker)
+        for path in layout_files(root, old['layout'], old['num_train'], old['num_val']):
             path.unlink(missing_ok=True)
     writer = write_coco_shapes if args.layout == 'coco' else write_ade_shapes
     writer(root, num_train=args.num_train, num_val=args.num_val,

@@ -1,7 +1,7 @@
-from .synthetic_shapes import (CLASSES, PALETTE, SceneSpec, render_scene, write_ade_shapes,
-                               write_coco_shapes)
+from .synthetic_shapes import (CLASSES, PALETTE, SceneSpec, layout_files, render_scene,
+                               write_ade_shapes, write_coco_shapes)
 
-__all__ = ['CLASSES', 'PALETTE', 'SceneSpec', 'render_scene', 'write_ade_shapes',
+__all__ = ['CLASSES', 'PALETTE', 'SceneSpec', 'layout_files', 'render_scene', 'write_ade_shapes',
            'write_coco_shapes']
 from .image_folder import IMG_EXTENSIONS, ImageFolderDataset, is_readable_image, list_images
 from .transforms import LoadImage, PackImageInputs, RandomResizedCrop

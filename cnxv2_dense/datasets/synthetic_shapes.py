@@ -26,6 +26,34 @@ CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle')
 PALETTE: Tuple[Tuple[int, int, int], ...] = ((0, 0, 0), (220, 20, 60), (0, 128, 255), (255, 200, 0))
 # Objects whose visible part is smaller than this many pixels are dropped (mostly occluded).
 MIN_VISIBLE_PIXELS = 40
+# Split folder names of the two layouts, (train, val).
+COCO_SPLITS = ('train', 'val')
+ADE_SPLITS = ('training', 'validation')
+
+
+def image_name(index: int) -> str:
+    """File name of the ``index``-th image (and, in the ADE layout, of its label map)."""
+    return f'{index:06d}.png'
+
+
+def layout_files(root: Union[str, Path], layout: str, num_train: int, num_val: int) -> List[Path]:
+    """Every file ``write_coco_shapes`` (``layout='coco'``) or ``write_ade_shapes``
+    (``layout='ade'``) writes under ``root`` for these numbers of images."""
+    root = Path(root)
+    files = []
+    for index, count in enumerate((num_train, num_val)):
+        names = [image_name(i) for i in range(count)]
+        if layout == 'coco':
+            split = COCO_SPLITS[index]
+            files.append(root / 'annotations' / f'instances_{split}.json')
+            files += [root / split / name for name in names]
+        elif layout == 'ade':
+            split = ADE_SPLITS[index]
+            files += [root / folder / split / name
+                      for folder in ('images', 'annotations') for name in names]
+        else:
+            raise ValueError(f"layout must be 'coco' or 'ade', got {layout!r}")
+    return files
 
 
 @dataclass(frozen=True)
@@ -128,13 +156,14 @@ def write_coco_shapes(root: Union[str, Path], num_train: int = 400, num_val: int
     root = Path(root)
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(CLASSES)]
     ann_files = {}
-    for split, count, split_seed in (('train', num_train, seed), ('val', num_val, seed + 1)):
+    for split, count, split_seed in ((COCO_SPLITS[0], num_train, seed),
+                                     (COCO_SPLITS[1], num_val, seed + 1)):
         rng = np.random.default_rng(split_seed)
         (root / split).mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
         for index in range(count):
             image, instance_map, labels = render_scene(rng, spec)
-            file_name = f'{index:06d}.png'
+            file_name = image_name(index)
             Image.fromarray(image).save(root / split / file_name)
             image_id = index + 1
             images.append(dict(id=image_id, file_name=file_name, height=spec.image_size,
@@ -162,8 +191,8 @@ def write_ade_shapes(root: Union[str, Path], num_train: int = 400, num_val: int 
     """
     root = Path(root)
     folders = {}
-    for split, count, split_seed in (('training', num_train, seed),
-                                     ('validation', num_val, seed + 1)):
+    for split, count, split_seed in ((ADE_SPLITS[0], num_train, seed),
+                                     (ADE_SPLITS[1], num_val, seed + 1)):
         rng = np.random.default_rng(split_seed)
         img_dir, ann_dir = root / 'images' / split, root / 'annotations' / split
         img_dir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +202,7 @@ def write_ade_shapes(root: Union[str, Path], num_train: int = 400, num_val: int 
             semantic = np.zeros(instance_map.shape, dtype=np.uint8)
             for k, cls in enumerate(labels):
                 semantic[instance_map == k + 1] = cls + 1
-            Image.fromarray(image).save(img_dir / f'{index:06d}.png')
-            Image.fromarray(semantic).save(ann_dir / f'{index:06d}.png')
+            Image.fromarray(image).save(img_dir / image_name(index))
+            Image.fromarray(semantic).save(ann_dir / image_name(index))
         folders[split] = img_dir
     return folders
