@@ -2,8 +2,8 @@
 # (configs/upernet_cnxv2_demo_shapes.py: data, UperNet head, losses, schedule) with mmseg's
 # ResNet-18 (ResNetV1c, BN) from scratch as the backbone. It separates what the from-scratch
 # ConvNeXt V2 backbone reaches on the shapes data from what the rest of the pipeline allows;
-# the README quotes both. AdamW as in the demo, through mmengine's default constructor: the
-# layer-decay constructor needs ConvNeXt's layer ids.
+# the README quotes both. The demo's AdamW and gradient clipping, through mmengine's default
+# constructor: the layer-decay constructor needs ConvNeXt's layer ids.
 _base_ = ['./upernet_cnxv2_demo_shapes.py']
 
 resnet_channels = [64, 128, 256, 512]
@@ -18,8 +18,4 @@ model = dict(
         init_cfg=None),
     decode_head=dict(in_channels=resnet_channels),
     auxiliary_head=dict(in_channels=resnet_channels[2]))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=0.05),
-    clip_grad=dict(max_norm=10.0))
+optim_wrapper = dict(constructor='DefaultOptimWrapperConstructor', paramwise_cfg=None)

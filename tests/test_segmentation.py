@@ -156,6 +156,7 @@ def test_resnet_control_config_differs_from_the_demo_only_in_backbone_and_optimi
         ours.pop('in_channels'), theirs.pop('in_channels')
         assert ours == theirs, head
     assert control.optim_wrapper.optimizer == demo.optim_wrapper.optimizer
+    assert control.optim_wrapper.clip_grad == demo.optim_wrapper.clip_grad
     model = build_segmentor(control)
     build_optim_wrapper(model, control.optim_wrapper)
     with torch.no_grad():
