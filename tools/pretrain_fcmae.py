@@ -33,7 +33,8 @@ from mmengine.runner import Runner  # noqa: E402
 
 from cnxv2_dense.models import ARCH_SETTINGS, export_fcmae_backbone, parse_arch  # noqa: E402
 from cnxv2_dense.models.convnextv2 import TOTAL_STRIDE  # noqa: E402
-from cnxv2_dense.utils import allow_mmengine_checkpoints, prepare_cpu_distributed  # noqa: E402
+from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
+                               prepare_cpu_distributed)
 
 BASE_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', '_base_',
                        'fcmae_default.py')
@@ -189,8 +190,12 @@ def main(argv: Optional[List[str]] = None) -> Optional[Path]:
     cfg = build_pretrain_config(args)
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
-    runner.train()
-    if not is_main_process():
+    try:
+        runner.train()
+    finally:
+        main_process = is_main_process()  # asked before the process group goes
+        finish_distributed()
+    if not main_process:
         return None
     meta = dict(image_folder=str(args.image_folder), image_size=args.image_size,
                 mask_ratio=args.mask_ratio, epochs=args.epochs,

@@ -16,8 +16,8 @@ from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from cnxv2_dense.utils import (allow_mmengine_checkpoints, load_config,  # noqa: E402
-                               prepare_cpu_distributed)
+from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
+                               load_config, prepare_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -92,7 +92,10 @@ def main(argv=None) -> dict:
     cfg = build_test_config(args)
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    return runner.test()
+    try:
+        return runner.test()
+    finally:
+        finish_distributed()
 
 
 if __name__ == '__main__':

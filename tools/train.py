@@ -18,8 +18,8 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from cnxv2_dense.utils import (allow_mmengine_checkpoints, load_config,  # noqa: E402
-                               prepare_cpu_distributed)
+from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
+                               load_config, prepare_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -78,7 +78,10 @@ def main(argv=None) -> None:
     cfg = build_train_config(args)
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        finish_distributed()
 
 
 if __name__ == '__main__':

@@ -41,3 +41,14 @@ def prepare_cpu_distributed(cfg: Config) -> None:
         cfg.model_wrapper_cfg = dict(
             type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
+def finish_distributed() -> None:
+    """Tear down the process group a distributed run started, before the interpreter exits.
+
+    torch asks for ``destroy_process_group()`` before exit; without it a gloo rank can abort at
+    shutdown ("terminate called without an active exception", SIGABRT) after finishing its work.
+    Does nothing when no process group exists.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
