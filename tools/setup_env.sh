@@ -32,6 +32,23 @@ if [[ -z "${CNXV2_FORCE_SETUP:-}" && -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" 
 fi
 
 # --- 1. virtual environment -------------------------------------------------------------------
+# A first install needs room: the registry's torch brings ~4 GB of CUDA libraries (the finished
+# .venv is ~5.5 GB) and pip unpacks its downloads under TMPDIR first. Say so up front instead of
+# failing half-way with "No space left on device".
+MIN_FREE_GB="${CNXV2_MIN_FREE_GB:-8}"
+free_gb() { df -Pk "$1" | awk 'NR == 2 {print int($4 / 1048576)}'; }
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  for dir in "$ROOT" "${TMPDIR:-/tmp}"; do
+    have="$(free_gb "$dir")"
+    if (( have < MIN_FREE_GB )); then
+      log "only ${have} GB free on the disk holding $dir; installing torch and the OpenMMLab"
+      log "stack needs about ${MIN_FREE_GB} GB. Free some space (old clones' .venv folders are"
+      log "5.5 GB each), or point TMPDIR at a larger disk, and run this again."
+      log "(CNXV2_MIN_FREE_GB=N changes the threshold.)"
+      exit 1
+    fi
+  done
+fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating $VENV"
   "$PY_BOOT" -m venv "$VENV"
