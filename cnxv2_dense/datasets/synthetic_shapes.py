@@ -36,6 +36,16 @@ def image_name(index: int) -> str:
     return f'{index:06d}.png'
 
 
+def coco_ann_file(root: Path, split: str) -> Path:
+    """Annotation file of one split in the COCO layout."""
+    return root / 'annotations' / f'instances_{split}.json'
+
+
+def ade_dirs(root: Path, split: str) -> Tuple[Path, Path]:
+    """Image and label-map folders of one split in the ADE layout."""
+    return root / 'images' / split, root / 'annotations' / split
+
+
 def layout_files(root: Union[str, Path], layout: str, num_train: int, num_val: int) -> List[Path]:
     """Every file ``write_coco_shapes`` (``layout='coco'``) or ``write_ade_shapes``
     (``layout='ade'``) writes under ``root`` for these numbers of images."""
@@ -45,12 +55,11 @@ def layout_files(root: Union[str, Path], layout: str, num_train: int, num_val: i
         names = [image_name(i) for i in range(count)]
         if layout == 'coco':
             split = COCO_SPLITS[index]
-            files.append(root / 'annotations' / f'instances_{split}.json')
+            files.append(coco_ann_file(root, split))
             files += [root / split / name for name in names]
         elif layout == 'ade':
             split = ADE_SPLITS[index]
-            files += [root / folder / split / name
-                      for folder in ('images', 'annotations') for name in names]
+            files += [folder / name for folder in ade_dirs(root, split) for name in names]
         else:
             raise ValueError(f"layout must be 'coco' or 'ade', got {layout!r}")
     return files
@@ -171,7 +180,7 @@ def write_coco_shapes(root: Union[str, Path], num_train: int = 400, num_val: int
             for k, cls in enumerate(labels):
                 annotations.append(_coco_annotation(instance_map == k + 1, len(annotations) + 1,
                                                     image_id, cls + 1))
-        ann_file = root / 'annotations' / f'instances_{split}.json'
+        ann_file = coco_ann_file(root, split)
         ann_file.parent.mkdir(parents=True, exist_ok=True)
         info = dict(description=f'synthetic shapes ({split})', version='1.0', year=2026)
         ann_file.write_text(json.dumps(dict(info=info, licenses=[], images=images,
@@ -194,7 +203,7 @@ def write_ade_shapes(root: Union[str, Path], num_train: int = 400, num_val: int 
     for split, count, split_seed in ((ADE_SPLITS[0], num_train, seed),
                                      (ADE_SPLITS[1], num_val, seed + 1)):
         rng = np.random.default_rng(split_seed)
-        img_dir, ann_dir = root / 'images' / split, root / 'annotations' / split
+        img_dir, ann_dir = ade_dirs(root, split)
         img_dir.mkdir(parents=True, exist_ok=True)
         ann_dir.mkdir(parents=True, exist_ok=True)
         for index in range(count):
