@@ -337,6 +337,39 @@ def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
     assert out.count('mIoU:') == 1  # validated at iteration 2 across both processes
 
 
+THREAD_NAMES_AROUND_TRAIN = """
+import os, runpy, sys
+import cnxv2_dense.utils as utils
+names = lambda: sorted(open(f'/proc/self/task/{t}/comm').read().strip()
+                       for t in os.listdir('/proc/self/task'))
+finish = utils.finish_distributed
+def finish_and_record():
+    print('WITH GROUP', names())
+    finish()
+utils.finish_distributed = finish_and_record  # train.py imports it from here
+runpy.run_path('tools/train.py', run_name='train')['main'](sys.argv[1:])
+print('AFTER TRAIN', names())
+"""
+
+
+@pytest.mark.skipif(not Path('/proc/self/task').is_dir(), reason='reads thread names in /proc')
+def test_distributed_train_joins_gloo_threads_before_exit(tiny_seg_config, tmp_path):
+    """gloo's worker threads must be gone when train.py returns: one left running while the
+    interpreter shuts down can abort the finished process (SIGABRT, seen about 1 run in 7 under
+    dist_train.sh while the Runner's DDP model still held the group at exit)."""
+    config, _ = tiny_seg_config
+    out = run_tool([PYTHON, '-c', THREAD_NAMES_AROUND_TRAIN, str(config), '--work-dir',
+                    str(tmp_path / 'work'), '--launcher', 'pytorch',
+                    '--cfg-options', 'train_cfg.max_iters=2'],
+                   RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                   MASTER_PORT=str(free_port()))
+    assert 'Distributed training: True' in out
+    with_group = re.search(r'WITH GROUP (.*)', out).group(1)
+    after = re.search(r'AFTER TRAIN (.*)', out).group(1)
+    assert 'pt_gloo_runloop' in with_group  # the names this test looks for
+    assert 'gloo' not in after, after
+
+
 def guide_python_blocks() -> list:
     """The python code blocks of docs/custom_data_seg.md, as written there."""
     text = (Path(ROOT) / 'docs' / 'custom_data_seg.md').read_text()

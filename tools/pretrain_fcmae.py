@@ -192,15 +192,16 @@ def main(argv: Optional[List[str]] = None) -> Optional[Path]:
     runner = Runner.from_cfg(cfg)
     try:
         runner.train()
+        dataset = runner.train_dataloader.dataset
     finally:
+        del runner  # the model it holds keeps the process group alive
         main_process = is_main_process()  # asked before the process group goes
         finish_distributed()
     if not main_process:
         return None
     meta = dict(image_folder=str(args.image_folder), image_size=args.image_size,
-                mask_ratio=args.mask_ratio, epochs=args.epochs,
-                images=len(runner.train_dataloader.dataset),
-                skipped_files=list(getattr(runner.train_dataloader.dataset, 'skipped_files', [])))
+                mask_ratio=args.mask_ratio, epochs=args.epochs, images=len(dataset),
+                skipped_files=list(getattr(dataset, 'skipped_files', [])))
     return export(str(last_checkpoint(cfg.work_dir)), args.out or osp.join(cfg.work_dir,
                                                                           BACKBONE_FILE), meta)
 

@@ -72,7 +72,9 @@ def _dump_predictions(cfg: Config, out: str) -> None:
         return
     if not out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl or .pickle file, got {out}')
-    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    evaluators = cfg.test_evaluator
+    if not isinstance(evaluators, list):
+        evaluators = [evaluators]
     cfg.test_evaluator = [*evaluators, ConfigDict(type='DumpDetResults', out_file_path=out)]
 
 
@@ -95,6 +97,7 @@ def main(argv=None) -> dict:
     try:
         return runner.test()
     finally:
+        del runner  # the model it holds keeps the process group alive
         finish_distributed()
 
 

@@ -81,6 +81,7 @@ def main(argv=None) -> None:
     try:
         runner.train()
     finally:
+        del runner  # the model it holds keeps the process group alive
         finish_distributed()
 
 

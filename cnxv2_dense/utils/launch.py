@@ -1,4 +1,5 @@
 """Small pieces shared by tools/train.py and tools/test.py."""
+import gc
 import os
 import os.path as osp
 from typing import Optional
@@ -46,9 +47,14 @@ def prepare_cpu_distributed(cfg: Config) -> None:
 def finish_distributed() -> None:
     """Tear down the process group a distributed run started, before the interpreter exits.
 
-    torch asks for ``destroy_process_group()`` before exit; without it a gloo rank can abort at
-    shutdown ("terminate called without an active exception", SIGABRT) after finishing its work.
+    Call it after dropping the Runner (``del runner``). gloo's worker threads stop only when the
+    last reference to the process group goes, and the DDP-wrapped model holds one, inside the
+    Runner's reference cycles. A worker thread left running can still be releasing tensors from
+    the last collective when the interpreter shuts down; it then cannot take the GIL, and the
+    process aborts ("terminate called without an active exception", SIGABRT) after its work is
+    done. Collecting the Runner here, then destroying the group, joins those threads.
     Does nothing when no process group exists.
     """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
