@@ -115,6 +115,22 @@ def test_make_demo_data_keeps_refuses_and_rewrites(tmp_path, capsys):
     assert len(list((root / 'annotations' / 'training').glob('*.png'))) == 2
 
 
+def test_make_demo_data_default_size_depends_on_the_layout(tmp_path):
+    """The seg demo needs 4000 training images (README); an ADE dataset written with fewer, as
+    earlier versions did, is refused with the command that rewrites it, not reused or replaced."""
+    from tools.make_demo_data import main, parse_args
+    assert parse_args([]).num_train == 400  # coco, the detection demo
+    assert parse_args(['--layout', 'ade']).num_train == 4000
+    root = tmp_path / 'ade'
+    small = ['--layout', 'ade', '--out', str(root), '--num-val', '1', '--image-size', '32']
+    main(small + ['--num-train', '3'])
+    before = _digest(root)
+    with pytest.raises(SystemExit) as error:
+        main(small)
+    assert 'num_train=3 (asked for 4000)' in str(error.value)
+    assert '--num-train 4000' in str(error.value) and _digest(root) == before
+
+
 def test_make_demo_data_reads_markers_of_older_versions(tmp_path):
     # Markers written before settings were checked hold the repr of the argparse namespace.
     from tools.make_demo_data import recorded_settings
