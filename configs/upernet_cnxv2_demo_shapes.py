@@ -1,10 +1,10 @@
 # Demo: UperNet with a ConvNeXt V2-atto backbone, trained from scratch on the embedded synthetic
-# shapes dataset in its ADE20K-style layout (background + 3 classes, 128 px, 400 training and
-# 100 val images, written by `python tools/make_demo_data.py --layout ade`). Runs on CPU
-# in about 7 minutes and reports mIoU (mmseg's IoUMetric) on the val split; the measured numbers
-# are in the README. It is a smoke-scale recipe, not an ADE20K recipe: UperNet is slimmed
-# (64 channels, BN instead of the GPU recipes' SyncBN, which needs a GPU process group) so it
-# trains quickly on 2 cores.
+# shapes dataset in its ADE20K-style layout (background + 3 classes, 128 px, 4000 training and
+# 100 val images, written by `python tools/make_demo_data.py --layout ade`). Runs on 2 CPU cores
+# in about 23 minutes and reports mIoU (mmseg's IoUMetric) on the val split; the measured numbers
+# are in the README, with a 7-minute variant (1200 iterations). It is a smoke-scale recipe, not
+# an ADE20K recipe: UperNet is slimmed (64 channels, BN instead of the GPU recipes' SyncBN, which
+# needs a GPU process group) so it trains quickly on 2 cores.
 _base_ = [
     'mmseg::_base_/models/upernet_convnext.py',
     'mmseg::_base_/datasets/ade20k.py',
@@ -82,9 +82,11 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# 400 train images / batch 8 = 50 iterations per pass; 1200 iterations = 24 passes.
-max_iters = 1200
-val_interval = 300
+# 4000 train images / batch 8 = 500 iterations per pass; 3600 iterations = 7.2 passes. From
+# scratch this atto needs both the data and the iterations: on 400 images it fits the training
+# set and stays near 43 mIoU; on these 4000 it is ~46 at 1200 iterations and passes 50 near 3000.
+max_iters = 3600
+val_interval = 600
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
 # AdamW through the layer-decay constructor, with decay 1.0 (no decay): from scratch there is no
 # pretrained representation to protect. Fine-tuning from an FCMAE checkpoint would use the
@@ -93,7 +95,9 @@ optim_wrapper = dict(
     _delete_=True,  # drop the base schedule's SGD
     type='OptimWrapper',
     constructor='cnxv2_dense.LayerDecayOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=0.05),
+    # foreach: one multi-tensor update instead of a loop over parameters (7% faster per
+    # iteration on 2 CPU cores; torch uses it by default only for CUDA tensors).
+    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=0.05, foreach=True),
     paramwise_cfg=dict(decay_rate=1.0, decay_type='stage_wise'),
     clip_grad=dict(max_norm=10.0))
 warmup_iters = 100
