@@ -1,7 +1,7 @@
 # Demo: UperNet with a ConvNeXt V2-atto backbone, trained from scratch on the embedded synthetic
 # shapes dataset in its ADE20K-style layout (background + 3 classes, 128 px, 4000 training and
 # 100 val images, written by `python tools/make_demo_data.py --layout ade`). Runs on 2 CPU cores
-# in about 23 minutes and reports mIoU (mmseg's IoUMetric) on the val split; the measured numbers
+# in about 22 minutes and reports mIoU (mmseg's IoUMetric) on the val split; the measured numbers
 # are in the README, with a 7-minute variant (1200 iterations). It is a smoke-scale recipe, not
 # an ADE20K recipe: UperNet is slimmed (64 channels, BN instead of the GPU recipes' SyncBN, which
 # needs a GPU process group) so it trains quickly on 2 cores.
