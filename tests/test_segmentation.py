@@ -335,6 +335,15 @@ def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
     assert (work / 'iter_2.pth').is_file()
     assert 'Distributed training: True' in out and 'GPU number: 2' in out
     assert out.count('mIoU:') == 1  # validated at iteration 2 across both processes
+    # dist_test.sh: two processes evaluate the checkpoint as one process does
+    checkpoint = str(work / 'iter_2.pth')
+    split = run_tool(['bash', 'tools/dist_test.sh', str(config), checkpoint, '2',
+                      '--work-dir', str(tmp_path / 'dist_test')], PORT=str(free_port()))
+    assert 'Distributed training: True' in split and 'GPU number: 2' in split
+    whole = run_tool([PYTHON, 'tools/test.py', str(config), checkpoint,
+                      '--work-dir', str(tmp_path / 'test')])
+    miou = re.compile(r'mIoU: ([0-9.]+)')
+    assert len(miou.findall(split)) == 1 and miou.findall(split) == miou.findall(whole)
 
 
 THREAD_NAMES_AROUND_TRAIN = """
