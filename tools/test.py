@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on a config's test set (mmdet's command-line interface).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir vis]
+    python tools/test.py ADE20K_CONFIG CHECKPOINT --tta   # the config's multi-scale test
 
 Works for detection (mmdet) and segmentation (mmseg) configs alike; the config's
 ``default_scope`` decides.
@@ -34,6 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation: the config's `tta_pipeline` and `tta_model` "
+                        '(the ADE20K configs: the ConvNeXt V2 paper\'s multi-scale test)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -78,9 +82,21 @@ def _dump_predictions(cfg: Config, out: str) -> None:
     cfg.test_evaluator = [*evaluators, ConfigDict(type='DumpDetResults', out_file_path=out)]
 
 
+def _enable_tta(cfg: Config) -> None:
+    """Test with the config's ``tta_pipeline``, the model wrapped in its ``tta_model``."""
+    missing = [key for key in ('tta_pipeline', 'tta_model') if key not in cfg]
+    if missing:
+        raise RuntimeError(f'--tta needs `tta_pipeline` and `tta_model` in the config; '
+                           f'{cfg.filename} has no {" / ".join(missing)}')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+
+
 def build_test_config(args: argparse.Namespace) -> Config:
     cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
+    if args.tta:
+        _enable_tta(cfg)
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)
     if args.out is not None:
