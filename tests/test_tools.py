@@ -52,12 +52,16 @@ def trained_work_dir(tiny_detection_config, tmp_path_factory):
 
 def test_train_then_test_then_resume(tiny_detection_config, trained_work_dir, tmp_path):
     config, data = tiny_detection_config
+    # What train.py wrote: the checkpoint of its one epoch, and last_checkpoint naming it (what
+    # --resume reads).
+    assert (trained_work_dir / 'epoch_1.pth').is_file()
+    written = Path((trained_work_dir / 'last_checkpoint').read_text().strip())
+    assert written == trained_work_dir / 'epoch_1.pth'
+    # A copy to resume in, its pointer moved to the copied checkpoint (set-up, not a check).
     work = tmp_path / 'work'
     shutil.copytree(trained_work_dir, work)
     (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
     checkpoint = work / 'epoch_1.pth'
-    assert checkpoint.is_file()
-    assert (work / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
 
     out = run_tool([PYTHON, 'tools/test.py', str(config), str(checkpoint), '--work-dir',
                str(tmp_path / 'test'), '--out', str(tmp_path / 'preds.pkl')])
