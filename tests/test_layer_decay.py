@@ -2,7 +2,7 @@
 mmseg models through mmengine's ``build_optim_wrapper``, and the error messages."""
 import logging
 import uuid
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 import torch
@@ -308,19 +308,110 @@ def test_grn_norm_and_bias_get_no_weight_decay_whatever_their_shape():
     assert table['backbone.stages.0.0.pwconv1.weight'] == (pytest.approx(LR * 0.5 ** 6), WD)
 
 
-def test_custom_keys_multiply_on_top_of_the_decay():
+def test_custom_keys_override_the_rules_and_take_the_decay_scale():
     table = per_param(build_groups(
         tiny_detector(), decay_rate=0.5,
         custom_keys={'neck': dict(lr_mult=0.1, decay_mult=2.),
                      'backbone.stages.0': dict(lr_mult=4.),
                      'backbone.stages.0.0.pwconv1': dict(decay_mult=0.5)}))
     assert table['neck.weight'] == (pytest.approx(LR * 0.1), pytest.approx(WD * 2.))
-    assert table['neck.bias'] == (pytest.approx(LR * 0.1), 0.)  # 0 stays 0
+    # As in mmengine, a matching key replaces the bias / norm rules (decay_mult defaults to 1).
+    assert table['neck.bias'] == (pytest.approx(LR * 0.1), pytest.approx(WD * 2.))
+    assert table['backbone.stages.0.0.norm.weight'] == (pytest.approx(LR * 0.5 ** 4 * 4.), WD)
     assert table['backbone.stages.0.0.dwconv.weight'] == (pytest.approx(LR * 0.5 ** 4 * 4.), WD)
     # The longest matching key wins: pwconv1 gets decay_mult 0.5 and no lr_mult.
-    assert table['backbone.stages.0.0.pwconv1.weight'] == (pytest.approx(LR * 0.5 ** 4),
-                                                           pytest.approx(WD * 0.5))
+    for param in ('weight', 'bias'):
+        assert table[f'backbone.stages.0.0.pwconv1.{param}'] == (pytest.approx(LR * 0.5 ** 4),
+                                                                 pytest.approx(WD * 0.5))
     assert table['backbone.stages.1.0.dwconv.weight'] == (pytest.approx(LR * 0.5 ** 3), WD)
+    assert table['backbone.stages.1.0.norm.weight'] == (pytest.approx(LR * 0.5 ** 3), 0.)
+
+
+def test_bias_lr_mult_and_dwconv_decay_mult():
+    table = per_param(build_groups(tiny_detector(), decay_rate=0.5, bias_lr_mult=2.,
+                                   dwconv_decay_mult=0.3))
+    scale = 0.5 ** 4  # stage 0 of the tiny arch: layer id 1 of 4
+    assert table['backbone.stages.0.0.pwconv1.bias'] == (pytest.approx(LR * scale * 2.), 0.)
+    assert table['backbone.stages.0.0.dwconv.bias'] == (pytest.approx(LR * scale * 2.), 0.)
+    assert table['neck.bias'] == (pytest.approx(LR * 2.), 0.)
+    # Norm-layer biases keep their layer's lr (mmengine's exception); GRN's beta is no bias.
+    assert table['backbone.stages.0.0.norm.bias'] == (pytest.approx(LR * scale), 0.)
+    assert table['head.bias'] == (pytest.approx(LR), 0.)
+    assert table['backbone.stages.0.0.grn.beta'] == (pytest.approx(LR * scale), 0.)
+    assert table['backbone.stages.0.0.dwconv.weight'] == (pytest.approx(LR * scale),
+                                                          pytest.approx(WD * 0.3))
+    assert table['backbone.stages.0.0.pwconv1.weight'] == (pytest.approx(LR * scale), WD)
+
+
+# --- mmengine's DefaultOptimWrapperConstructor as the reference for its own keys ---------------
+
+MMENGINE_CASES = [
+    dict(bias_lr_mult=2., bias_decay_mult=0.5, norm_decay_mult=0.25, dwconv_decay_mult=0.3,
+         flat_decay_mult=0.7),
+    dict(custom_keys={'neck': dict(lr_mult=0.1, decay_mult=2.), 'stages.1': dict(lr_mult=3.),
+                      'pwconv1': dict(decay_mult=0.), 'stages.1.0.pwconv1': dict(lr_mult=5.)},
+         bias_lr_mult=0.5, bias_decay_mult=1., norm_decay_mult=0., dwconv_decay_mult=1.,
+         flat_decay_mult=0.2),
+]
+
+
+def v1_style_detector() -> ToyDetector:
+    """GRN, layer scale (a 1-D `gamma`), depthwise convs, biases, LayerNorms and a BatchNorm."""
+    return ToyDetector(ConvNeXtV2(arch=TINY_ARCH, out_indices=(3,), layer_scale_init_value=0.5))
+
+
+def mmengine_table(model: nn.Module, paramwise_cfg: dict) -> Dict[str, Tuple[float, float]]:
+    """{name: (lr, weight_decay)} from mmengine's DefaultOptimWrapperConstructor."""
+    from mmengine.optim import DefaultOptimWrapperConstructor
+    constructor = DefaultOptimWrapperConstructor(
+        dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=LR, weight_decay=WD)),
+        paramwise_cfg)
+    names = {id(p): n for n, p in model.named_parameters()}
+    table = {}
+    for group in constructor(model).optimizer.param_groups:
+        for param in group['params']:
+            table[names[id(param)]] = (group['lr'], group['weight_decay'])
+    return table
+
+
+def expected_grn_difference(paramwise_cfg: dict, name: str) -> Optional[float]:
+    """The weight decay we give a GRN parameter: mmengine has no GRN among its norm layers (it
+    applies flat_decay_mult to GRN's 1-D gamma / beta); here GRN is a norm layer."""
+    if any(key in name for key in paramwise_cfg.get('custom_keys', {})):
+        return None  # a custom key decides, for both
+    return WD * paramwise_cfg['norm_decay_mult']
+
+
+@pytest.mark.parametrize('paramwise_cfg', MMENGINE_CASES)
+def test_groups_equal_mmengines_at_decay_rate_1(paramwise_cfg):
+    model = v1_style_detector()
+    reference = mmengine_table(model, paramwise_cfg)
+    ours = per_param(build_groups(model, decay_rate=1.0, **paramwise_cfg))
+    assert set(ours) == set(reference)
+    checked_grn = 0
+    for name, (lr, weight_decay) in reference.items():
+        grn_wd = expected_grn_difference(paramwise_cfg, name) if '.grn.' in name else None
+        if grn_wd is not None:
+            assert weight_decay == pytest.approx(WD * paramwise_cfg['flat_decay_mult']), name
+            weight_decay, checked_grn = grn_wd, checked_grn + 1
+        assert ours[name] == (pytest.approx(lr), pytest.approx(weight_decay)), name
+    assert checked_grn > 0
+    # The cases exercise every rule: several distinct (lr, wd) pairs, not one default.
+    assert len(set(reference.values())) >= 5
+
+
+@pytest.mark.parametrize('paramwise_cfg', MMENGINE_CASES)
+def test_groups_equal_mmengines_times_the_v1_decay_scale(paramwise_cfg):
+    model = v1_style_detector()
+    reference = mmengine_table(model, paramwise_cfg)
+    ours = per_param(build_groups(model, decay_rate=0.7, decay_type='layer_wise',
+                                  **paramwise_cfg))
+    num_layers = 4  # the tiny arch's default (depth-2 third stage)
+    for name, (lr, weight_decay) in reference.items():
+        grn_wd = expected_grn_difference(paramwise_cfg, name) if '.grn.' in name else None
+        weight_decay = weight_decay if grn_wd is None else grn_wd
+        scale = v1_lr_scale(name, 'layer_wise', num_layers, 0.7)
+        assert ours[name] == (pytest.approx(lr * scale), pytest.approx(weight_decay)), name
 
 
 @pytest.mark.parametrize('key,decayed', [
@@ -484,9 +575,11 @@ def test_mmseg_upernet_groups_and_train_steps(tmp_path):
 @pytest.mark.parametrize('paramwise_cfg,message', [
     (dict(decay_rate=0.9, decay_typ='layer_wise'),
      "Unknown paramwise_cfg key(s) ['decay_typ'] for LayerDecayOptimWrapperConstructor; valid "
-     "keys: ['decay_rate', 'decay_type', 'num_layers', 'custom_keys', 'bias_decay_mult', "
-     "'norm_decay_mult', 'flat_decay_mult']"),
-    (dict(decay_rate=0.9, bias_lr_mult=2.), "does not support paramwise_cfg ['bias_lr_mult']"),
+     "keys: ['decay_rate', 'decay_type', 'num_layers', 'custom_keys', 'bias_lr_mult', "
+     "'norm_decay_mult', 'bias_decay_mult', 'dwconv_decay_mult', 'flat_decay_mult']"),
+    (dict(decay_rate=0.9, dcn_offset_lr_mult=2.),
+     "does not support paramwise_cfg ['dcn_offset_lr_mult']"),
+    (dict(decay_rate=0.9, bias_lr_mult=-1.), 'bias_lr_mult must be a number in [0.0, inf)'),
     (dict(decay_rate=0.9, bypass_duplicate=True), 'always added once'),
     (dict(decay_type='layer_wise'), 'needs paramwise_cfg.decay_rate'),
     (None, 'needs paramwise_cfg.decay_rate'),

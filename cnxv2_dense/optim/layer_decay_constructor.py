@@ -9,7 +9,10 @@ this constructor turns those ids into optimizer parameter groups:
   (id ``num_layers + 1``: neck, heads, output norms) keeps the base lr;
 - no weight decay for biases, 1-D parameters and the parameters of norm layers and GRN, whatever
   their stored shape (GRN ``gamma`` / ``beta`` are ``(1, 1, 1, C)`` in the official code, which is
-  why a plain "1-D only" rule decays them).
+  why a plain "1-D only" rule decays them);
+- mmengine's ``paramwise_cfg`` keys (``bias_lr_mult``, ``bias_decay_mult``, ``norm_decay_mult``,
+  ``dwconv_decay_mult``, ``flat_decay_mult``, ``custom_keys``) keep the meaning they have in
+  ``DefaultOptimWrapperConstructor``, and the lr decay scale multiplies the lr they give.
 
 Usage (mmdet or mmseg config; see docs/layer_decay.md)::
 
@@ -39,15 +42,16 @@ from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 # paramwise_cfg keys, in the order the error messages list them.
 LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers')
-# Weight-decay multipliers of DefaultOptimWrapperConstructor that keep their meaning here. Each
-# defaults to 0: the parameters they govern get no weight decay unless asked for.
-DECAY_MULT_KEYS = ('bias_decay_mult', 'norm_decay_mult', 'flat_decay_mult')
-VALID_KEYS = LAYER_DECAY_KEYS + ('custom_keys',) + DECAY_MULT_KEYS
+# Weight-decay multipliers of DefaultOptimWrapperConstructor, by the kind of parameter they govern
+# (see weight_decay_kind), with this constructor's defaults: the recipe gives biases, norm / GRN
+# parameters and other 1-D parameters no weight decay unless asked for (mmengine's default is 1).
+DECAY_MULT_DEFAULTS = {'norm_decay_mult': 0., 'bias_decay_mult': 0., 'dwconv_decay_mult': 1.,
+                       'flat_decay_mult': 0.}
+MMENGINE_KEYS = ('custom_keys', 'bias_lr_mult') + tuple(DECAY_MULT_DEFAULTS)
+VALID_KEYS = LAYER_DECAY_KEYS + MMENGINE_KEYS
 CUSTOM_KEY_FIELDS = ('lr_mult', 'decay_mult')
 # DefaultOptimWrapperConstructor options that are rejected, with the reason.
 UNSUPPORTED_KEYS = {
-    'bias_lr_mult': 'biases follow the lr of their layer; use custom_keys to change a subset',
-    'dwconv_decay_mult': 'use custom_keys (e.g. {"dwconv": dict(decay_mult=...)})',
     'dcn_offset_lr_mult': 'use custom_keys (e.g. {"conv_offset": dict(lr_mult=...)})',
     'bypass_duplicate': 'a parameter shared by several modules is always added once',
 }
@@ -76,7 +80,7 @@ def lr_decay_scale(layer_id: int, num_layers: int, decay_rate: float) -> float:
 
 
 def weight_decay_kind(param_name: str, param: nn.Parameter, module: nn.Module) -> str:
-    """Which weight-decay rule a parameter falls under.
+    """Which weight-decay rule a parameter falls under, in mmengine's order of precedence.
 
     Args:
         param_name (str): Full parameter name, e.g. ``backbone.stages.0.0.grn.gamma``.
@@ -85,14 +89,20 @@ def weight_decay_kind(param_name: str, param: nn.Parameter, module: nn.Module) -
 
     Returns:
         str: ``'norm'`` (a norm layer's or GRN's parameter, any shape), ``'bias'`` (any other
-        parameter called ``bias``, any shape), ``'flat'`` (any other 0-D or 1-D parameter) or
-        ``'decay'`` (everything else: conv and linear weights).
+        parameter called ``bias``, any shape), ``'dwconv'`` (the weight of a depthwise
+        ``Conv2d``: ``in_channels == groups``), ``'flat'`` (any other 1-D parameter) or
+        ``'decay'`` (everything else: conv and linear weights). The same as
+        ``DefaultOptimWrapperConstructor`` decides, except that GRN counts as a norm layer
+        (mmengine sees its parameters as plain 1-D ones, or, in the official ``(1, 1, 1, C)``
+        shape, as weights to decay).
     """
     if isinstance(module, NORM_LAYERS) or _GRN_PARAM.search(param_name):
         return 'norm'
     if param_name.rsplit('.', 1)[-1] == 'bias':
         return 'bias'
-    if param.ndim <= 1:
+    if isinstance(module, nn.Conv2d) and module.in_channels == module.groups:
+        return 'dwconv'
+    if param.ndim == 1:
         return 'flat'
     return 'decay'
 
@@ -144,11 +154,18 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
               backbone's own value (``ConvNeXtV2.num_layers``: 6 for a depth-9 third stage,
               12 for depth 27).
             - ``custom_keys`` (dict): ``{substring: dict(lr_mult=..., decay_mult=...)}``; the
-              longest key contained in a parameter's name (ties: alphabetical) multiplies its
-              lr and weight decay after the rules above (a weight decay of 0 stays 0).
-            - ``bias_decay_mult``, ``norm_decay_mult``, ``flat_decay_mult`` (float): Weight
-              decay of biases, of norm-layer and GRN parameters, and of other 1-D parameters,
-              as multiples of the base weight decay. Each defaults to 0.
+              longest key contained in a parameter's full name (ties: alphabetical) sets its lr
+              to ``lr_mult`` times the base lr and its weight decay to ``decay_mult`` times the
+              base weight decay, and the rules below are skipped for it (mmengine's meaning).
+            - ``bias_lr_mult`` (float): lr multiplier of parameters named ``bias`` outside norm
+              layers. Defaults to 1.
+            - ``norm_decay_mult``, ``bias_decay_mult``, ``dwconv_decay_mult``,
+              ``flat_decay_mult`` (float): Weight decay, as a multiple of the base weight decay,
+              of norm-layer and GRN parameters, of other biases, of depthwise-conv weights, and
+              of other 1-D parameters; the first that applies wins, in that order. Default 0,
+              0, 1 and 0 (mmengine's default is 1 for all: here the recipe's no-decay rule).
+
+            Whatever the rules give, the lr is then multiplied by the layer's decay scale.
     """
 
     def _validate_cfg(self) -> None:
@@ -182,9 +199,12 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError('paramwise_cfg.num_layers must be a positive int or omitted (then '
                              f"the backbone's default is used), got {self.num_layers!r}")
         self.decay_mults: Dict[str, float] = {'decay': 1.}
-        for key in DECAY_MULT_KEYS:
+        for key, default in DECAY_MULT_DEFAULTS.items():
             kind = key[:-len('_decay_mult')]
-            self.decay_mults[kind] = _check_number(f'paramwise_cfg.{key}', cfg.get(key, 0.), 0.)
+            self.decay_mults[kind] = _check_number(f'paramwise_cfg.{key}', cfg.get(key, default),
+                                                   0.)
+        self.bias_lr_mult = _check_number('paramwise_cfg.bias_lr_mult', cfg.get('bias_lr_mult', 1.),
+                                          0.)
         self.custom_keys = self._parse_custom_keys(cfg.get('custom_keys', {}))
         if self.base_lr is None:
             raise ValueError(f'{name} needs optimizer.lr: the per-layer lrs are scaled from it')
@@ -214,12 +234,20 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                                 for field in CUSTOM_KEY_FIELDS)
         return parsed
 
-    def _custom_mults(self, param_name: str) -> Tuple[float, float]:
-        """``(lr_mult, decay_mult)`` of the longest custom key in the name (ties: alphabetical)."""
+    def param_mults(self, param_name: str, kind: str) -> Tuple[float, float]:
+        """``(lr_mult, decay_mult)`` of a parameter before the layer decay, as mmengine's
+        ``DefaultOptimWrapperConstructor`` would give them.
+
+        Args:
+            param_name (str): Full parameter name.
+            kind (str): Its :func:`weight_decay_kind`.
+        """
         matches = [key for key in self.custom_keys if key in param_name]
-        if not matches:
-            return 1., 1.
-        return self.custom_keys[min(matches, key=lambda key: (-len(key), key))]
+        if matches:  # the longest key (ties: alphabetical) overrides every other rule
+            return self.custom_keys[min(matches, key=lambda key: (-len(key), key))]
+        lr_mult = self.bias_lr_mult if param_name.rsplit('.', 1)[-1] == 'bias' and \
+            kind != 'norm' else 1.
+        return lr_mult, self.decay_mults[kind]
 
     @staticmethod
     def _find_backbone(model: nn.Module) -> nn.Module:
@@ -312,9 +340,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 in_backbone = name.startswith(_BACKBONE_PREFIX)
                 layer_id = backbone_ids[name[len(_BACKBONE_PREFIX):]] if in_backbone else max_id
                 kind = weight_decay_kind(name, param, owner)
-                lr_mult, decay_mult = self._custom_mults(name)
+                lr_mult, decay_mult = self.param_mults(name, kind)
                 lr_scale = lr_decay_scale(layer_id, num_layers, self.decay_rate) * lr_mult
-                weight_decay = self.base_wd * self.decay_mults[kind] * decay_mult
+                weight_decay = self.base_wd * decay_mult
                 key = (layer_id, lr_scale, weight_decay)
                 if key not in groups:
                     groups[key] = dict(params=[], param_names=[], lr=self.base_lr * lr_scale,
