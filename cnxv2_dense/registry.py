@@ -8,6 +8,7 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='cnxv2_dense',
@@ -19,3 +20,7 @@ DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='cnxv2_dense',
                     locations=['cnxv2_dense.datasets'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='cnxv2_dense',
                       locations=['cnxv2_dense.datasets'])
+# Weight initializers (the format-converting `PretrainedBackbone`); the backbone names it by
+# this scope, so the models need not import the checkpoint code that registers it.
+WEIGHT_INITIALIZERS = Registry('weight initializer', parent=MMENGINE_WEIGHT_INITIALIZERS,
+                               scope='cnxv2_dense', locations=['cnxv2_dense.checkpoints'])

@@ -170,6 +170,32 @@ def test_init_is_trunc_normal_with_zero_bias(tiny_arch):
     assert torch.all(model.stages[0][0].pwconv1.bias == 0)
 
 
+def test_init_cfg_runs_through_mmengine_after_the_default_init(tiny_arch, tmp_path):
+    source = ConvNeXtV2(arch=tiny_arch)
+    source.init_weights()
+    path = tmp_path / 'backbone.pth'
+    pretrained = {k: v for k, v in source.state_dict().items() if not k.startswith('norm')}
+    torch.save({'state_dict': pretrained}, path)  # without output norms, like an FCMAE export
+    # mmengine applies the other entries first and the Pretrained one last, whatever the order.
+    target = ConvNeXtV2(arch=tiny_arch, init_cfg=[
+        dict(type='Pretrained', checkpoint=str(path)),
+        dict(type='Constant', layer='LayerNorm', val=3., bias=0.)])
+    assert [c['type'] for c in target.init_cfg] == ['TruncNormal', 'Constant',
+                                                     'cnxv2_dense.PretrainedBackbone']
+    target.init_weights()
+    assert target.is_init
+    for key, value in pretrained.items():  # loaded over the constant, LayerNorms included
+        assert torch.equal(target.state_dict()[key], value), key
+    assert torch.all(target.norm0.weight == 3.)  # not in the checkpoint: the constant stays
+    # Without Pretrained, an entry overrides the default init of the layers it names.
+    constant = ConvNeXtV2(arch=tiny_arch, init_cfg=dict(type='Constant', layer='Linear', val=.5,
+                                                        bias=.1))
+    constant.init_weights()
+    assert torch.all(constant.stages[0][0].pwconv1.weight == .5)
+    assert torch.all(constant.stages[0][0].pwconv1.bias == .1)
+    assert abs(constant.stages[0][0].dwconv.weight.std().item() - 0.02) < 0.01  # default init
+
+
 def test_pretrained_init_loads_our_own_checkpoint(tiny_arch, tmp_path):
     source = ConvNeXtV2(arch=tiny_arch)
     source.init_weights()

@@ -146,7 +146,9 @@ def reference_masked_encoder(encoder: ConvNeXtV2, imgs: torch.Tensor, mask: torc
 ])
 def test_both_paths_match_an_independent_masked_reference(size, kwargs):
     model = tiny_fcmae(**kwargs).train()
-    randomise_zero_inits(model)
+    with torch.no_grad():  # large weights everywhere: gradients of order 1, not 1e-4, so that
+        for param in model.parameters():  # the 1e-5 tolerance below is a tight check
+            param.normal_(std=0.3)
     imgs = torch.randn(3, 3, *size)
     mask = model.gen_random_mask(imgs)
 
@@ -162,6 +164,7 @@ def test_both_paths_match_an_independent_masked_reference(size, kwargs):
     ref_loss, ref_grads = loss_and_encoder_grads(
         lambda: reference_masked_encoder(model.encoder, imgs, mask, model.patch_size))
     assert set(ref_grads) == {n for n, p in model.encoder.named_parameters()}
+    assert min(float(g.abs().max()) for g in ref_grads.values()) > 1e-3  # every one non-trivial
     for impl in ('visible', 'dense_masked'):
         loss, grads = loss_and_encoder_grads(
             lambda: model.forward_encoder(imgs, mask, impl=impl)[0])
@@ -171,11 +174,11 @@ def test_both_paths_match_an_independent_masked_reference(size, kwargs):
             torch.testing.assert_close(grads[name], grad, rtol=1e-5, atol=1e-5,
                                        msg=f'{impl}: {name}')
     # Control: the batch-wide GRN statistic of the official PyTorch code is a different function,
-    # and this comparison sees the difference.
-    batch_loss, _ = loss_and_encoder_grads(
+    # and this comparison sees the difference (measured: gradients differ by up to ~0.8).
+    batch_loss, batch_grads = loss_and_encoder_grads(
         lambda: reference_masked_encoder(model.encoder, imgs, mask, model.patch_size,
                                          grn_over_batch=True))
-    assert abs(float(batch_loss) - float(ref_loss)) > 1e-4
+    assert max(float((batch_grads[n] - g).abs().max()) for n, g in ref_grads.items()) > 1e-2
 
 
 @pytest.mark.parametrize('impl', ['visible', 'dense_masked'])

@@ -27,6 +27,29 @@ def test_grn_matches_paper_equations():
     torch.testing.assert_close(grn(x).double(), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_masked_grn_takes_its_statistic_over_visible_positions_of_each_image():
+    grn = GRN(12)
+    torch.nn.init.normal_(grn.gamma)
+    torch.nn.init.normal_(grn.beta)
+    x = torch.randn(2, 4, 5, 12)
+    visible = torch.zeros(2, 4, 5, 1)
+    visible[0, :2, :3] = 1  # 6 visible positions in image 0
+    visible[1, 1:4, 3:5] = 1  # 6 in image 1
+    out = grn(x, visible)
+    for n in range(2):
+        kept = x[n][visible[n, ..., 0].bool()]  # (6, C): the visible positions alone
+        # Exactly the paper's GRN on an image made of the visible positions only.
+        expected = naive_grn(kept.view(1, 6, 1, 12), grn.gamma, grn.beta).view(6, 12)
+        torch.testing.assert_close(out[n][visible[n, ..., 0].bool()].double(), expected,
+                                   rtol=1e-5, atol=1e-5)
+    # Masked values do not reach visible outputs; without the mask they do.
+    noisy = torch.where(visible.bool(), x, 100 * torch.randn_like(x))
+    assert torch.equal(grn(noisy, visible)[visible.expand_as(x).bool()],
+                       out[visible.expand_as(x).bool()])
+    assert not torch.allclose(grn(noisy)[visible.expand_as(x).bool()],
+                              grn(x)[visible.expand_as(x).bool()])
+
+
 def test_grn_layouts_agree():
     last, first = GRN(12, channels_last=True), GRN(12, channels_last=False)
     torch.nn.init.normal_(last.gamma)

@@ -23,9 +23,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
-from cnxv2_dense.checkpoint import extract_state_dict, read_checkpoint  # noqa: E402
-from cnxv2_dense.checkpoint_formats import (FORMATS, arch_of, convert_state_dict,  # noqa: E402
-                                            guess_arch, summarise_keys)
+from cnxv2_dense.checkpoints import (FORMATS, arch_of, convert_state_dict,  # noqa: E402
+                                     extract_state_dict, guess_arch, read_checkpoint,
+                                     summarise_keys)
 from cnxv2_dense.version import __version__  # noqa: E402
 
 

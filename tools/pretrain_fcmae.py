@@ -31,8 +31,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from cnxv2_dense.models import ARCH_SETTINGS, export_fcmae_backbone, parse_arch  # noqa: E402
-from cnxv2_dense.models.convnextv2 import TOTAL_STRIDE  # noqa: E402
+from cnxv2_dense.arch import ARCH_SETTINGS, TOTAL_STRIDE, parse_arch  # noqa: E402
+from cnxv2_dense.checkpoints import export_fcmae_backbone  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
                                prepare_cpu_distributed)
 

@@ -25,10 +25,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
-from cnxv2_dense.checkpoint import extract_state_dict, read_checkpoint  # noqa: E402
-from cnxv2_dense.models import (ARCH_SETTINGS, FCMAE, fcmae_to_backbone_state_dict,  # noqa: E402
-                                infer_arch)
-from cnxv2_dense.models.convnextv2 import TOTAL_STRIDE  # noqa: E402
+from cnxv2_dense.arch import ARCH_SETTINGS, TOTAL_STRIDE  # noqa: E402
+from cnxv2_dense.checkpoints import (arch_of, extract_state_dict,  # noqa: E402
+                                     fcmae_to_backbone_state_dict, read_checkpoint)
+from cnxv2_dense.models import FCMAE  # noqa: E402
 from cnxv2_dense.registry import MODELS  # noqa: E402
 from cnxv2_dense.utils import allow_mmengine_checkpoints  # noqa: E402
 
@@ -169,9 +169,10 @@ def main(argv: Optional[List[str]] = None) -> List[Path]:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        arch = infer_arch(fcmae_to_backbone_state_dict(state))
+        depths, dims = arch_of(fcmae_to_backbone_state_dict(state))
         raise ValueError(f'{args.checkpoint} does not fit {args.config_or_arch} (the file holds '
-                         f'an encoder with {arch}): {str(err).splitlines()[0]}') from err
+                         f'an encoder with depths {depths}, dims {dims}): '
+                         f'{str(err).splitlines()[0]}') from err
     size = args.image_size or config_size or 224
     paths = visualize(model, args.images, args.out, size, args.mask_ratio, args.seed, args.device)
     for path in paths:

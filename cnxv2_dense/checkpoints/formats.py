@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Pattern, Sequen
 
 import torch
 
-from .models.convnextv2 import ARCH_SETTINGS, NUM_STAGES
+from .shapes import check_shapes, shape_of
 
 # Detected format -> what it is (shown in logs and in docs/checkpoints.md).
 FORMATS: Dict[str, str] = {
@@ -44,7 +44,6 @@ FORMATS: Dict[str, str] = {
     'transformers': 'Hugging Face transformers ConvNextV2 weights',
 }
 
-Shape = Tuple[int, ...]
 Replacement = Union[str, Callable[['re.Match[str]'], str]]
 
 _P = r'(weight|bias)'  # the parameter name of a conv / linear / norm layer
@@ -61,10 +60,9 @@ _OUR_KEY = re.compile(
 _CONV_WEIGHT = re.compile(r'^(?:downsample_layers\.0\.0|downsample_layers\.[1-3]\.1'
                           r'|stages\.[0-3]\.\d+\.dwconv)\.weight$')
 _LINEAR_WEIGHT = re.compile(r'^stages\.[0-3]\.\d+\.pwconv[12]\.weight$')
-_STAGE_BLOCK = re.compile(r'^stages\.([0-3])\.(\d+)\.')
 
 # FCMAE decoder (official and this project's): 1x1 projection, mask token, decoder blocks, head.
-_DECODER = re.compile(r'^(?:proj|mask_token|decoder|pred)(?:\.|$)')
+DECODER_KEY = re.compile(r'^(?:proj|mask_token|decoder|pred)(?:\.|$)')
 # Classification-only parts: official final norm + head, timm / mmpretrain head, HF pooled norm.
 _CLASSIFIER = {
     'dense': re.compile(r'^(?:norm|head)\.'),
@@ -138,10 +136,6 @@ class CheckpointFormatError(ValueError):
     """A state dict in no supported layout, or a tensor that cannot be brought to ours."""
 
 
-class CheckpointShapeError(ValueError):
-    """Converted weights that do not fit the target backbone (another arch)."""
-
-
 @dataclass
 class ConversionResult:
     """What :func:`convert_state_dict` produced.
@@ -163,10 +157,6 @@ class ConversionResult:
     dropped_keys: List[str] = field(default_factory=list)
     unknown_keys: List[str] = field(default_factory=list)
     prefix: str = ''
-
-
-def _shape(value: Any) -> Shape:
-    return tuple(int(s) for s in (value.shape if hasattr(value, 'shape') else value))
 
 
 def is_backbone_state_dict(state_dict: Mapping[str, Any]) -> bool:
@@ -224,7 +214,7 @@ def sparse_kernel_to_dense(kernel: torch.Tensor, key: str = 'kernel') -> torch.T
         dense = kernel.permute(2, 1, 0).reshape(out_channels, in_channels, side, side)
     else:
         raise CheckpointFormatError(f'{key}: a sparse kernel must be 2-D or 3-D, got shape '
-                                    f'{_shape(kernel)}')
+                                    f'{shape_of(kernel)}')
     return dense.transpose(2, 3).contiguous()  # swap the two spatial axes
 
 
@@ -233,7 +223,7 @@ def _to_rank(key: str, source_key: str, value: torch.Tensor) -> torch.Tensor:
     rank = _expected_rank(key)
     if value.dim() == rank:
         return value
-    shape = _shape(value)
+    shape = shape_of(value)
     if rank == 1 and value.numel() == max(shape, default=1):
         return value.reshape(-1)  # (1, 1, 1, C) GRN, (1, C) sparse bias / GRN
     if rank == 2 and value.dim() == 4 and shape[2:] == (1, 1):
@@ -249,7 +239,16 @@ def _detect_family(keys: Sequence[str]) -> Optional[str]:
     return None
 
 
-def _split_prefix(keys: Sequence[str]) -> str:
+def strip_ddp_prefix(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+    """The state dict with a leading ``module.`` removed from every key that has one.
+
+    NOTE: a model saved while wrapped in DistributedDataParallel has its keys under ``module.``.
+    """
+    return {(k[len('module.'):] if k.startswith('module.') else k): v
+            for k, v in state_dict.items()}
+
+
+def split_prefix(keys: Sequence[str]) -> str:
     """The wrapper prefix holding the backbone: ``convnextv2.``, ``backbone.``, ``encoder.``."""
     for prefix in ('convnextv2.', 'backbone.'):
         if any(key.startswith(prefix) for key in keys):
@@ -271,7 +270,7 @@ def _format_name(family: str, prefix: str, inner: Mapping[str, torch.Tensor],
         return 'official-fcmae' if grn_4d else 'cnxv2_dense-fcmae'
     if any(_CLASSIFIER['dense'].match(k) for k in inner):
         return 'official-finetuned'
-    if grn_4d or any(_DECODER.match(k) for k in list(inner) + list(outer_keys)):
+    if grn_4d or any(DECODER_KEY.match(k) for k in list(inner) + list(outer_keys)):
         return 'official-fcmae'
     return 'cnxv2_dense'
 
@@ -300,95 +299,6 @@ def _convert_key(family: str, key: str, value: torch.Tensor
     return (key if _OUR_KEY.match(key) else None), value  # dense: official names are ours
 
 
-def arch_of(state_dict: Mapping[str, Any]) -> Tuple[List[int], List[int]]:
-    """``(depths, dims)`` read off a backbone state dict (0 where a stage is absent).
-
-    Args:
-        state_dict (Mapping[str, Tensor | torch.Size]): Weights (or shapes) under our names.
-    """
-    depths = [0] * NUM_STAGES
-    for key in state_dict:
-        match = _STAGE_BLOCK.match(key)
-        if match:
-            stage, block = int(match.group(1)), int(match.group(2))
-            depths[stage] = max(depths[stage], block + 1)
-    dims = []
-    for i in range(NUM_STAGES):
-        candidates = (f'stages.{i}.0.dwconv.weight', f'downsample_layers.{i}.{0 if i == 0 else 1}'
-                      '.weight', f'stages.{i}.0.norm.weight')
-        found = [_shape(state_dict[k])[0] for k in candidates if k in state_dict]
-        dims.append(found[0] if found else 0)
-    return depths, dims
-
-
-def guess_arch(state_dict: Mapping[str, Any]) -> Optional[str]:
-    """The published variant (``ARCH_SETTINGS`` name) a backbone state dict most likely is.
-
-    Matches depths and dims; failing that, dims alone (a truncated or extended model).
-
-    Args:
-        state_dict (Mapping[str, Tensor | torch.Size]): Weights (or shapes) under our names.
-
-    Returns:
-        str | None: ``'atto'`` ... ``'huge'``, or None for a custom width.
-    """
-    depths, dims = arch_of(state_dict)
-    for name, setting in ARCH_SETTINGS.items():
-        if setting['dims'] == dims and setting['depths'] == depths:
-            return name
-    for name, setting in ARCH_SETTINGS.items():
-        if setting['dims'] == dims:
-            return name
-    return None
-
-
-def describe_arch(state_dict: Mapping[str, Any]) -> str:
-    """``"'base' (depths [...], dims [...])"`` or ``'a custom arch (depths [...], dims [...])'``."""
-    depths, dims = arch_of(state_dict)
-    name = guess_arch(state_dict)
-    label = f"'{name}'" if name else 'a custom arch'
-    if name and ARCH_SETTINGS[name]['depths'] != depths:
-        label = f"a custom arch as wide as '{name}'"
-    return f'{label} (depths {depths}, dims {dims})'
-
-
-def check_shapes(state_dict: Mapping[str, torch.Tensor],
-                 target_shapes: Mapping[str, Any]) -> None:
-    """Raise :class:`CheckpointShapeError` unless ``state_dict`` fits the target backbone.
-
-    Every key present in both must have the same shape, and every stage present in both must
-    have the same number of blocks.
-
-    Args:
-        state_dict (Mapping[str, Tensor]): Converted weights under our names.
-        target_shapes (Mapping[str, torch.Size]): The target backbone's parameter shapes, e.g.
-            ``{k: v.shape for k, v in model.state_dict().items()}``.
-    """
-    mismatched = [(k, _shape(v), _shape(target_shapes[k])) for k, v in state_dict.items()
-                  if k in target_shapes and _shape(v) != _shape(target_shapes[k])]
-    src_depths, _ = arch_of(state_dict)
-    dst_depths, _ = arch_of(target_shapes)
-    depth_differs = any(s and d and s != d for s, d in zip(src_depths, dst_depths))
-    if not mismatched and not depth_differs:
-        return
-    lines = []
-    if mismatched:
-        key, src, dst = mismatched[0]
-        more = f' (and {len(mismatched) - 1} more tensors)' if len(mismatched) > 1 else ''
-        lines.append(f'{key} has shape {src} in the checkpoint but {dst} in the model{more}.')
-    if depth_differs:
-        lines.append(f'The checkpoint has {src_depths} blocks per stage, the model {dst_depths}.')
-    ckpt_name = guess_arch(state_dict)
-    if ckpt_name and ARCH_SETTINGS[ckpt_name]['depths'] == src_depths:
-        arch = repr(ckpt_name)
-    else:
-        arch = f'dict(depths={src_depths}, dims={arch_of(state_dict)[1]})'
-    hint = f"Build the backbone with arch={arch}, or use a checkpoint of the model's arch."
-    raise CheckpointShapeError(
-        ' '.join(lines) + f' The checkpoint looks like {describe_arch(state_dict)}; the model is '
-        f'{describe_arch(target_shapes)}. {hint}')
-
-
 def _check_flat(state_dict: Any) -> None:
     if not isinstance(state_dict, Mapping):
         raise CheckpointFormatError(f'A state dict must be a mapping, got '
@@ -397,7 +307,7 @@ def _check_flat(state_dict: Any) -> None:
     if nested:
         raise CheckpointFormatError(
             f'Expected a flat dict of tensors but {nested[:3]} hold dicts; pass the weights '
-            '(cnxv2_dense.checkpoint.extract_state_dict(obj)), not the whole checkpoint.')
+            '(cnxv2_dense.checkpoints.extract_state_dict(obj)), not the whole checkpoint.')
 
 
 @dataclass
@@ -413,10 +323,9 @@ class _Layout:
     @classmethod
     def of(cls, state_dict: Mapping[str, Any]) -> '_Layout':
         non_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
-        # NOTE: a model saved while wrapped in DistributedDataParallel has its keys under `module.`.
-        state = {(k[len('module.'):] if k.startswith('module.') else k): v
-                 for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
-        prefix = _split_prefix(list(state))
+        state = {k: v for k, v in strip_ddp_prefix(state_dict).items()
+                 if isinstance(v, torch.Tensor)}
+        prefix = split_prefix(list(state))
         inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         outer = [k for k in state if not k.startswith(prefix)]
         family = _detect_family(list(inner))
@@ -434,7 +343,7 @@ def detect_format(state_dict: Mapping[str, Any]) -> str:
 
     Args:
         state_dict (Mapping[str, Tensor]): Weights as stored in a checkpoint (after
-            :func:`~cnxv2_dense.checkpoint.extract_state_dict`).
+            :func:`~cnxv2_dense.checkpoints.extract_state_dict`).
 
     Raises:
         CheckpointFormatError: No supported layout matches.
@@ -483,7 +392,7 @@ def _convert(state_dict: Mapping[str, Any]) -> ConversionResult:
     converted: Dict[str, torch.Tensor] = {}
     classifier = _CLASSIFIER.get(family)
     for key, value in layout.inner.items():
-        if _DECODER.match(key) or (classifier is not None and classifier.match(key)):
+        if DECODER_KEY.match(key) or (classifier is not None and classifier.match(key)):
             dropped.append(prefix + key)
             continue
         new_key, value = _convert_key(family, key, value)

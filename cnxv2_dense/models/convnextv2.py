@@ -8,55 +8,63 @@ Parameter names follow the official code (``downsample_layers.i``, ``stages.i.j.
 with mmpretrain-style output norms ``norm{i}``; GRN parameters are stored with shape ``(C,)``.
 """
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
+from mmengine.model.weight_init import PretrainedInit
 from torch import nn
 
+from ..arch import ARCH_SETTINGS, NUM_STAGES, TOTAL_STRIDE, parse_arch
 from ..registry import MODELS
 from .layer_depth import default_num_layers, get_layer_id
 from .layers import GRN, LayerNorm2d, LayerNormLast, memory_format_of
 
-# Depths and widths of the published variants (paper Table / official code).
-ARCH_SETTINGS: Dict[str, Dict[str, List[int]]] = {
-    'atto': dict(depths=[2, 2, 6, 2], dims=[40, 80, 160, 320]),
-    'femto': dict(depths=[2, 2, 6, 2], dims=[48, 96, 192, 384]),
-    'pico': dict(depths=[2, 2, 6, 2], dims=[64, 128, 256, 512]),
-    'nano': dict(depths=[2, 2, 8, 2], dims=[80, 160, 320, 640]),
-    'tiny': dict(depths=[3, 3, 9, 3], dims=[96, 192, 384, 768]),
-    'base': dict(depths=[3, 3, 27, 3], dims=[128, 256, 512, 1024]),
-    'large': dict(depths=[3, 3, 27, 3], dims=[192, 384, 768, 1536]),
-    'huge': dict(depths=[3, 3, 27, 3], dims=[352, 704, 1408, 2816]),
-}
-NUM_STAGES = 4
-# Total stride of the network: the stem (4) and three 2x downsamples.
-TOTAL_STRIDE = 32
+__all__ = ['ARCH_SETTINGS', 'NUM_STAGES', 'TOTAL_STRIDE', 'parse_arch', 'ConvNeXtV2Block',
+           'ConvNeXtV2', 'default_init_cfg']
 
 
-def parse_arch(arch: Union[str, dict]) -> Tuple[List[int], List[int]]:
-    """Return ``(depths, dims)`` for an arch name or a ``dict(depths=..., dims=...)``."""
-    if isinstance(arch, str):
-        if arch not in ARCH_SETTINGS:
-            raise ValueError(f'Unknown arch {arch!r}; choose one of {sorted(ARCH_SETTINGS)} '
-                             'or pass dict(depths=[...4 ints], dims=[...4 ints]).')
-        setting = ARCH_SETTINGS[arch]
-    elif isinstance(arch, dict):
-        setting = arch
-    else:
-        raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
-    if set(setting) != {'depths', 'dims'}:
-        raise ValueError(f'An arch dict needs exactly the keys depths and dims, got {sorted(setting)}')
-    depths, dims = list(setting['depths']), list(setting['dims'])
-    if len(depths) != NUM_STAGES or len(dims) != NUM_STAGES:
-        raise ValueError(f'arch needs {NUM_STAGES} depths and {NUM_STAGES} dims, '
-                         f'got depths={depths}, dims={dims}')
-    if any(int(v) <= 0 for v in depths + dims):
-        raise ValueError(f'arch depths and dims must be positive, got depths={depths}, dims={dims}')
-    return [int(d) for d in depths], [int(d) for d in dims]
+# The official init of every conv / linear layer: trunc normal std .02 (cut at +-2), zero bias.
+DEFAULT_INIT: Dict[str, Any] = dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02,
+                                    bias=0.)
+# The weight initializer that loads a pretrained checkpoint in any supported layout; registered
+# by cnxv2_dense.checkpoints (found through the registry, so models never import that package).
+PRETRAINED_INIT = 'cnxv2_dense.PretrainedBackbone'
+
+
+def default_init_cfg(init_cfg: Optional[Union[dict, List[dict]]]) -> List[dict]:
+    """The init config a :class:`ConvNeXtV2` hands to mmengine.
+
+    The default trunc-normal init (:data:`DEFAULT_INIT`) comes first, then the given entries in
+    order, then the ``type='Pretrained'`` ones with their type replaced by
+    :data:`PRETRAINED_INIT` (same arguments): last, as mmengine orders its own ``Pretrained``.
+
+    NOTE: why not mmengine's own ``PretrainedInit``: it reads the file with mmengine's
+    ``CheckpointLoader`` and loads it with ``strict=False``. It knows no ``.safetensors``, no key
+    layout but ours, and no shape check, so an official, timm, mmpretrain or Hugging Face
+    checkpoint would load nothing and leave the backbone at random init with only a warning
+    listing every key. ``PretrainedBackbone`` is the same mechanism (an mmengine weight
+    initializer, run by ``BaseModule.init_weights``) with this project's safe reader and
+    converter (:func:`cnxv2_dense.checkpoints.load_pretrained_backbone`).
+
+    Args:
+        init_cfg (dict | list[dict], optional): The user's init config.
+
+    Returns:
+        list[dict]: A new list; the input is not modified.
+    """
+    cfgs = [] if init_cfg is None else [init_cfg] if isinstance(init_cfg, dict) else init_cfg
+    others, pretrained = [copy.deepcopy(DEFAULT_INIT)], []
+    for cfg in cfgs:
+        cfg = copy.deepcopy(dict(cfg))
+        if cfg.get('type') in ('Pretrained', PretrainedInit):
+            pretrained.append(dict(cfg, type=PRETRAINED_INIT))
+        else:
+            others.append(cfg)
+    # mmengine runs a Pretrained entry after all others; it only knows its own type by name.
+    return others + pretrained
 
 
 class ConvNeXtV2Block(nn.Module):
@@ -83,6 +91,7 @@ class ConvNeXtV2Block(nn.Module):
         self.norm = LayerNormLast(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
+        self.use_grn = use_grn
         self.grn = GRN(hidden, channels_last=True) if use_grn else nn.Identity()
         self.pwconv2 = nn.Linear(hidden, dim)
         self.gamma = (nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
@@ -90,19 +99,75 @@ class ConvNeXtV2Block(nn.Module):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.with_cp = with_cp
 
-    def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dwconv(x)
-        x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
-        x = self.pwconv2(self.grn(self.act(self.pwconv1(self.norm(x)))))
-        if self.gamma is not None:
-            x = x * self.gamma
-        x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
-        return self.drop_path(x)
+    def _pointwise(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None
+                   ) -> torch.Tensor:
+        """LN -> Linear -> GELU -> GRN -> Linear (-> layer scale) on ``(N, H, W, C)``.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ``visible`` (``(N, H, W, 1)``, 1 = visible) restricts GRN's statistic to visible positions.
+        """
+        x = self.act(self.pwconv1(self.norm(x)))
+        x = self.grn(x) if visible is None or not self.use_grn else self.grn(x, visible)
+        x = self.pwconv2(x)
+        return x if self.gamma is None else x * self.gamma
+
+    def _branch(self, x: torch.Tensor, visible: Optional[torch.Tensor]) -> torch.Tensor:
+        y = self.dwconv(x).permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+        visible_last = None if visible is None else visible.permute(0, 2, 3, 1)  # (N, H, W, 1)
+        y = self._pointwise(y, visible_last)
+        if visible_last is not None:
+            y = y * visible_last  # masked positions leave the branch as zeros
+        return self.drop_path(y.permute(0, 3, 1, 2))  # (N, H, W, C) -> (N, C, H, W)
+
+    def _branch_visible(self, tokens: torch.Tensor,
+                        to_map: Callable[[torch.Tensor], torch.Tensor],
+                        to_tokens: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        # Masked positions enter the depthwise conv as the zeros of to_map's map; only the
+        # visible outputs go on.
+        y = to_tokens(self.dwconv(to_map(tokens)))  # (N, V, C)
+        # As (N, V, 1, C), GRN's spatial axes (1, 2) are exactly the V visible tokens of a sample.
+        y = self._pointwise(y.unsqueeze(2)).squeeze(2)
+        return self.drop_path(y)
+
+    def _run(self, branch: Callable[..., torch.Tensor], x: torch.Tensor, *args) -> torch.Tensor:
+        """``x + branch(x, *args)``, gradient-checkpointed when ``with_cp`` is set."""
         if self.with_cp and x.requires_grad:
-            return x + cp.checkpoint(self._residual, x, use_reentrant=False)
-        return x + self._residual(x)
+            return x + cp.checkpoint(branch, x, *args, use_reentrant=False)
+        return x + branch(x, *args)
+
+    def forward(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The block on a full ``(N, C, H, W)`` map.
+
+        Args:
+            x (Tensor): ``(N, C, H, W)``. With ``visible``, it must be zero at masked positions
+                (the depthwise conv then reads them as zeros, as a sparse conv would).
+            visible (Tensor, optional): ``(N, 1, H, W)`` mask, 1 = visible (FCMAE pretraining):
+                GRN aggregates over visible positions only and the residual branch is zero at
+                masked positions, so the output stays zero there. Defaults to None.
+
+        Returns:
+            Tensor: ``(N, C, H, W)``.
+        """
+        return self._run(self._branch, x, visible)
+
+    def forward_visible(self, tokens: torch.Tensor,
+                        to_map: Callable[[torch.Tensor], torch.Tensor],
+                        to_tokens: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The block on the visible positions only (FCMAE's fast path).
+
+        Computes the same values as :meth:`forward` with a mask at the visible positions, with
+        the pointwise layers and GRN run on the visible tokens alone.
+
+        Args:
+            tokens (Tensor): ``(N, V, C)``: the ``V`` visible positions of each sample (the same
+                number in every sample).
+            to_map (Callable): ``(N, V, C)`` -> ``(N, C, H, W)`` map, zero at masked positions.
+            to_tokens (Callable): ``(N, C, H, W)`` -> ``(N, V, C)``, the inverse on visible
+                positions.
+
+        Returns:
+            Tensor: ``(N, V, C)``.
+        """
+        return self._run(self._branch_visible, tokens, to_map, to_tokens)
 
 
 @MODELS.register_module()
@@ -128,8 +193,10 @@ class ConvNeXtV2(BaseModule):
             (the depthwise 7x7 convolutions run much faster that way on CPU, see
             ``benchmarks/backbone_speed.py``). Outputs keep the input's memory format either
             way, so downstream ops that read raw NCHW memory are safe. Defaults to False.
-        init_cfg (dict | list[dict], optional): mmengine init config; ``dict(type='Pretrained',
-            checkpoint=PATH)`` loads pretrained weights. Defaults to None (trunc-normal init).
+        init_cfg (dict | list[dict], optional): mmengine init config, run after the default
+            trunc-normal init (:func:`default_init_cfg`); ``dict(type='Pretrained',
+            checkpoint=PATH[, prefix=...])`` loads pretrained weights in any layout of
+            ``docs/checkpoints.md``. Defaults to None (the default init alone).
     """
 
     def __init__(self,
@@ -143,7 +210,7 @@ class ConvNeXtV2(BaseModule):
                  with_cp: bool = False,
                  channels_last: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=copy.deepcopy(init_cfg))
+        super().__init__(init_cfg=default_init_cfg(init_cfg))
         self.depths, self.dims = parse_arch(arch)
         self.out_indices = self._normalise_out_indices(out_indices)
         if not -1 <= frozen_stages <= NUM_STAGES:
@@ -236,28 +303,6 @@ class ConvNeXtV2(BaseModule):
         super().train(mode)
         self._freeze_stages()
         return self
-
-    def init_weights(self) -> None:
-        if self.init_cfg is not None:
-            cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
-            pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
-            if pretrained:
-                from ..checkpoint import load_pretrained_backbone
-                self._init_trunc_normal()
-                load_pretrained_backbone(self, pretrained[-1]['checkpoint'],
-                                         prefix=pretrained[-1].get('prefix'))
-                self._is_init = True
-                return
-            super().init_weights()
-            return
-        self._init_trunc_normal()
-
-    def _init_trunc_normal(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                trunc_normal_(module.weight, std=.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if x.dim() != 4:

@@ -1,76 +1,60 @@
 """FCMAE: fully convolutional masked-autoencoder pretraining of ConvNeXt V2, in pure PyTorch.
 
 Paper: "ConvNeXt V2: Co-designing and Scaling ConvNets with Masked Autoencoders",
-Woo et al., CVPR 2023 (arXiv 2301.00808), Sec. 2. Official code (MinkowskiEngine sparse
-convolutions) and weights: https://github.com/facebookresearch/ConvNeXt-V2 (weights CC-BY-NC 4.0).
+Woo et al., CVPR 2023 (arXiv 2301.00808), Sec. 3. Official code (JAX for the paper's results;
+a PyTorch port on MinkowskiEngine sparse convolutions) and weights:
+https://github.com/facebookresearch/ConvNeXt-V2 (weights CC-BY-NC 4.0).
 
 The encoder is this project's :class:`ConvNeXtV2`, held as ``self.encoder`` with unchanged
 parameter names, so ``encoder.*`` weights load into the detection / segmentation backbone by
-stripping the prefix (:func:`fcmae_to_backbone_state_dict`). The decoder follows the official
-one: ``proj`` (1x1 conv to ``decoder_dim``), a learnable ``mask_token``, ``decoder`` (ConvNeXt V2
-blocks) and ``pred`` (1x1 conv to the 32x32x3 pixels of each stride-32 cell).
+stripping the prefix (:func:`cnxv2_dense.checkpoints.export_fcmae_backbone`). The decoder follows
+the official one: ``proj`` (1x1 conv to ``decoder_dim``), a learnable ``mask_token``, ``decoder``
+(ConvNeXt V2 blocks) and ``pred`` (1x1 conv to the 32x32x3 pixels of each stride-32 cell). The
+loss is the per-patch pixel MSE over masked patches only.
 
-Masked positions never influence visible ones. The official code gets this from submanifold
-sparse convolutions; here two dense-PyTorch implementations of the same function exist:
+Masked positions never influence visible ones: every depthwise conv reads them as zeros and GRN
+leaves them out of its statistic. The blocks own both masked forms (``ConvNeXtV2Block.forward``
+with a ``visible`` mask, ``ConvNeXtV2Block.forward_visible``); this module only arranges the
+layout, in one of two implementations of the same function:
 
 * ``'visible'`` (default): every sample keeps the same number ``K`` of patches, so each stage's
-  visible positions are gathered into an ``(N, K * p * p, C)`` tensor (``p`` = patch side at that
-  stage, positions ordered patch by patch). LayerNorm, both MLP layers, GELU and GRN run on that
-  tensor only, and GRN's aggregation over its axis 1 is exactly a per-sample, visible-only L2
-  norm. The 7x7 depthwise conv is scattered to a zero-filled map (masked positions read as
-  zeros) and only its visible outputs are gathered back. Because the mask grid (32 px) is a
-  multiple of every stride, the stem and each 2x2 downsample act on each kept patch alone, so
-  they run on the ``(N * K, C, p, p)`` stack of kept patches.
-* ``'dense_masked'``: the straightforward reference. Every op runs on the full map and the masked
-  positions are zeroed after each op; GRN aggregates with the mask. About 2.5x the pointwise work
-  at mask ratio 0.6; kept for tests and ``benchmarks/fcmae_speed.py``.
+  visible positions are kept as ``(N, K * p * p, C)`` tokens (:class:`VisibleLayout`). The
+  pointwise layers and GRN run on the tokens only; the 7x7 depthwise conv runs on a zero-filled
+  map and only its visible outputs are kept. Because the mask grid (32 px) is a multiple of
+  every stride, the stem and each 2x2 downsample act on each kept patch alone, so they run on
+  the ``(N * K, C, p, p)`` stack of kept patches.
+* ``'dense_masked'``: the straightforward form. Every op runs on the full map with the mask.
+  About 2.5x the pointwise work at mask ratio 0.6; kept for tests and
+  ``benchmarks/fcmae_speed.py``.
+
+GRN statistics. Here GRN's L2 norm is taken per image over its visible positions. That is what
+the official JAX masked-convolution model printed in the official TRAINING.md computes, and the
+paper's results were trained with that JAX code. The official PyTorch release differs: its
+``MinkowskiGRN`` takes one norm per channel over all visible positions of the whole batch
+(official issue #86 / PR #85), so its statistics mix images and depend on the batch size. This
+module is therefore not equivalent to the official PyTorch pretraining code on that point; it
+matches the JAX model, and the fine-tuned network, whose GRN is per image.
 """
 import copy
-import time
-from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+import functools
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
-import torch.utils.checkpoint as cp
 from mmengine.model import BaseModel
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.structures import BaseDataElement
 from torch import nn
 
+from ..arch import NUM_STAGES, STAGE_STRIDES, TOTAL_STRIDE
 from ..registry import MODELS
-from .convnextv2 import NUM_STAGES, TOTAL_STRIDE, ConvNeXtV2, ConvNeXtV2Block
-from .layers import GRN, _upcast, fp32_region
+from .convnextv2 import ConvNeXtV2, ConvNeXtV2Block
+from .visible_layout import VisibleLayout
 
 # ImageNet mean / std in RGB order, on the 0-255 scale (the official FCMAE normalisation).
 IMAGENET_MEAN: Tuple[float, float, float] = (123.675, 116.28, 103.53)
 IMAGENET_STD: Tuple[float, float, float] = (58.395, 57.12, 57.375)
 ENCODER_IMPLS: Tuple[str, ...] = ('visible', 'dense_masked')
-# Stride of stage i's feature map: the 4x stem, then a 2x downsample before stages 1-3.
-STAGE_STRIDES: Tuple[int, ...] = tuple(TOTAL_STRIDE // 2 ** (NUM_STAGES - 1 - i)
-                                       for i in range(NUM_STAGES))
-# Key layout of an FCMAE state dict (a checkpoint-format converter recognises it by these).
-ENCODER_PREFIX = 'encoder.'
-DECODER_PREFIXES: Tuple[str, ...] = ('proj.', 'mask_token', 'decoder.', 'pred.')
 NORM_PIX_EPS = 1e-6
-
-
-class VisibleLayout(NamedTuple):
-    """Where the kept patches of a batch lie on the patch grid (the same for every stage).
-
-    Attributes:
-        batch_index (Tensor): ``(N, K)`` sample index of each kept patch.
-        rows (Tensor): ``(N, K)`` patch-grid row of each kept patch, ascending raster order.
-        cols (Tensor): ``(N, K)`` patch-grid column of each kept patch.
-        grid (tuple[int, int]): Patch grid ``(h, w)``.
-    """
-    batch_index: torch.Tensor
-    rows: torch.Tensor
-    cols: torch.Tensor
-    grid: Tuple[int, int]
-
-    @property
-    def num_kept(self) -> int:
-        return self.rows.shape[1]
 
 
 def _check_mask_ratio(mask_ratio: float) -> float:
@@ -163,9 +147,21 @@ class FCMAE(BaseModel):
 
     # ------------------------------------------------------------------ init
     def init_weights(self) -> None:
-        """Official init: trunc-normal(.02) convs / linears, zero biases, mask token N(0, .02).
+        """Initialise: encoder as the backbone, decoder trunc-normal(.02), mask token N(0, .02).
 
-        A ``Pretrained`` ``init_cfg`` (an FCMAE checkpoint) is loaded by mmengine afterwards.
+        The encoder gets the backbone's init (trunc normal std .02 on every conv / linear, zero
+        biases: the official *fine-tuning* init). The decoder's convs and linears get the same,
+        and the mask token N(0, .02) as in the official code.
+
+        NOTE: this is not the official ``FCMAE._init_weights``. That one applies timm's
+        ``trunc_normal_`` with std .02 to the sparse stem / downsample convs only, and with
+        timm's default std (1.0, cut at +-2) to the depthwise kernels, the pointwise linears
+        and every dense ``nn.Conv2d`` (decoder ``proj``, ``pred`` and the decoder block's
+        depthwise conv); the decoder block's ``nn.Linear`` layers keep PyTorch's default. We
+        use one rule instead, the backbone's, so the encoder starts the same whether it is
+        pretrained here or trained from scratch downstream, and the decoder follows the same
+        rule rather than a mix of std 1 and PyTorch defaults. A ``Pretrained`` ``init_cfg``
+        (an FCMAE checkpoint) is loaded by mmengine afterwards.
         """
         self.encoder.init_weights()
         for module in [self.proj, self.decoder, self.pred]:
@@ -315,128 +311,34 @@ class FCMAE(BaseModel):
             return self._encode_visible(imgs, mask, grid), mask
         return self._encode_dense_masked(imgs, mask, grid), mask
 
-    @staticmethod
-    def _visible_layout(mask: torch.Tensor, grid: Tuple[int, int]) -> VisibleLayout:
-        n = mask.shape[0]
-        visible = mask == 0
-        counts = visible.sum(dim=1)
-        if n == 0 or not bool((counts == counts[0]).all()) or int(counts[0]) == 0:
-            raise ValueError('Visible-only encoding needs the same, non-zero number of visible '
-                             f'patches in every sample; got counts {counts.tolist()}')
-        len_keep = int(counts[0])
-        # Stable sort of 0/1 puts the visible patches first, in ascending raster order.
-        ids_keep = torch.argsort(mask, dim=1, stable=True)[:, :len_keep]  # (N, K)
-        batch_index = torch.arange(n, device=mask.device).unsqueeze(1).expand(n, len_keep)
-        return VisibleLayout(batch_index, ids_keep // grid[1], ids_keep % grid[1], grid)
-
-    # Visible tensors are (N, K * p * p, C): kept patches in raster order, then the p x p
-    # positions of each patch in raster order (p = patch side at the stage's stride).
-    @staticmethod
-    def _scatter_dense(x: torch.Tensor, layout: VisibleLayout, p: int) -> torch.Tensor:
-        """``(N, K*p*p, C)`` visible -> ``(N, C, h*p, w*p)`` map, zero at masked positions."""
-        n, _, c = x.shape
-        h, w = layout.grid
-        dense = x.new_zeros(n, h, p, w, p, c)
-        kept = x.reshape(n, layout.num_kept, p, p, c)  # (N, K*p*p, C) -> (N, K, p, p, C)
-        dense[layout.batch_index, layout.rows, :, layout.cols] = kept
-        # (N, h, p, w, p, C) -> (N, H, W, C) -> (N, C, H, W) (a channels-last view, no copy)
-        return dense.view(n, h * p, w * p, c).permute(0, 3, 1, 2)
-
-    @staticmethod
-    def _gather_visible(y: torch.Tensor, layout: VisibleLayout, p: int) -> torch.Tensor:
-        """``(N, C, h*p, w*p)`` map -> ``(N, K*p*p, C)`` values at the visible positions."""
-        n, c = y.shape[:2]
-        h, w = layout.grid
-        y = y.permute(0, 2, 3, 1).reshape(n, h, p, w, p, c)  # (N, C, H, W) -> (N, h, p, w, p, C)
-        y = y[layout.batch_index, layout.rows, :, layout.cols]  # -> (N, K, p, p, C)
-        return y.reshape(n, layout.num_kept * p * p, c)
-
-    @staticmethod
-    def _patch_stack(x: torch.Tensor, layout: VisibleLayout, p: int) -> torch.Tensor:
-        """``(N, K*p*p, C)`` -> ``(N*K, C, p, p)``: each kept patch as its own small image."""
-        c = x.shape[-1]
-        return x.view(-1, p, p, c).permute(0, 3, 1, 2)  # (N*K, p, p, C) -> (N*K, C, p, p)
-
-    @staticmethod
-    def _unstack_patches(x: torch.Tensor, layout: VisibleLayout) -> torch.Tensor:
-        """``(N*K, C, p, p)`` -> ``(N, K*p*p, C)``."""
-        n = layout.rows.shape[0]
-        c = x.shape[1]
-        return x.permute(0, 2, 3, 1).reshape(n, -1, c)  # (N*K, C, p, p) -> (N, K*p*p, C)
-
-    def _block_branch_visible(self, block: ConvNeXtV2Block, x: torch.Tensor,
-                              layout: VisibleLayout, p: int) -> torch.Tensor:
-        # Masked positions enter the depthwise conv as zeros; only visible outputs are kept.
-        x = self._gather_visible(block.dwconv(self._scatter_dense(x, layout, p)), layout, p)
-        x = block.act(block.pwconv1(block.norm(x)))  # (N, V, C) -> (N, V, 4C), V = K*p*p
-        n, v, hidden = x.shape
-        # GRN's spatial axes (1, 2) of (N, V, 1, 4C) are exactly the visible positions of a sample.
-        x = block.grn(x.view(n, v, 1, hidden)).view(n, v, hidden)
-        x = block.pwconv2(x)
-        if block.gamma is not None:
-            x = x * block.gamma
-        return block.drop_path(x)
-
     def _encode_visible(self, imgs: torch.Tensor, mask: torch.Tensor,
                         grid: Tuple[int, int]) -> torch.Tensor:
         encoder = self.encoder
-        layout = self._visible_layout(mask, grid)
-        n, c, big_p = imgs.shape[0], imgs.shape[1], self.patch_size
-        # Kept pixel patches: (N, C, h, P, w, P) -> (N, K, C, P, P) -> (N*K, C, P, P)
-        patches = imgs.reshape(n, c, grid[0], big_p, grid[1], big_p)
-        patches = patches[layout.batch_index, :, layout.rows, :, layout.cols]
-        x = patches.reshape(n * layout.num_kept, c, big_p, big_p)
+        layout = VisibleLayout.from_mask(mask, grid)
+        x = layout.kept_patches(imgs, self.patch_size)  # (N*K, C, P, P)
         for i in range(NUM_STAGES):
-            p = big_p // STAGE_STRIDES[i]
+            p = self.patch_size // STAGE_STRIDES[i]
             if i == 0:
-                x = self._unstack_patches(encoder.downsample_layers[0](x), layout)
+                x = layout.from_patch_stack(encoder.downsample_layers[0](x))
             else:  # a 2x2 stride-2 window never crosses a patch: run it patch by patch
-                x = self._unstack_patches(
-                    encoder.downsample_layers[i](self._patch_stack(x, layout, 2 * p)), layout)
+                x = layout.from_patch_stack(
+                    encoder.downsample_layers[i](layout.to_patch_stack(x, 2 * p)))
+            # x: (N, K*p*p, C_i), the visible positions of stage i
+            to_map = functools.partial(layout.scatter, p=p)
+            to_tokens = functools.partial(layout.gather, p=p)
             for block in encoder.stages[i]:
-                if block.with_cp and x.requires_grad:
-                    x = x + cp.checkpoint(self._block_branch_visible, block, x, layout, p,
-                                          use_reentrant=False)
-                else:
-                    x = x + self._block_branch_visible(block, x, layout, p)
-        return self._scatter_dense(x, layout, big_p // TOTAL_STRIDE).contiguous()
-
-    @staticmethod
-    def _masked_grn(grn: nn.Module, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """GRN of ``(N, H, W, C)`` aggregating over visible positions only (``keep`` = 1)."""
-        if not isinstance(grn, GRN):  # no GRN (V1-style encoder)
-            return grn(x) * keep
-        dtype = x.dtype
-        with fp32_region(x):
-            x, keep = _upcast(x), _upcast(keep)
-            gx = torch.linalg.vector_norm(x * keep, ord=2, dim=(1, 2), keepdim=True)
-            nx = gx / (gx.mean(dim=-1, keepdim=True) + grn.eps)
-            out = grn.gamma * (x * nx) + grn.beta + x
-            return (out * keep).to(dtype)
-
-    def _block_dense_masked(self, block: ConvNeXtV2Block, x: torch.Tensor,
-                            keep: torch.Tensor) -> torch.Tensor:
-        y = block.dwconv(x) * keep
-        y = y.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
-        keep_last = keep.permute(0, 2, 3, 1)  # (N, 1, H, W) -> (N, H, W, 1)
-        y = block.norm(y) * keep_last
-        y = block.act(block.pwconv1(y) * keep_last)  # GELU(0) = 0: no re-mask needed
-        y = self._masked_grn(block.grn, y, keep_last)
-        y = block.pwconv2(y) * keep_last
-        if block.gamma is not None:
-            y = y * block.gamma
-        y = y.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
-        return x + block.drop_path(y)
+                x = block.forward_visible(x, to_map, to_tokens)
+        return layout.scatter(x, self.patch_size // TOTAL_STRIDE).contiguous()
 
     def _encode_dense_masked(self, imgs: torch.Tensor, mask: torch.Tensor,
                              grid: Tuple[int, int]) -> torch.Tensor:
         x = imgs
         for i in range(NUM_STAGES):
             scale = self.patch_size // STAGE_STRIDES[i]
-            keep = 1. - self.upsample_mask(mask, scale, grid).unsqueeze(1).to(imgs.dtype)
-            x = self.encoder.downsample_layers[i](x) * keep  # (N, C_i, H/s_i, W/s_i)
+            visible = 1. - self.upsample_mask(mask, scale, grid).unsqueeze(1).to(imgs.dtype)
+            x = self.encoder.downsample_layers[i](x) * visible  # (N, C_i, H/s_i, W/s_i)
             for block in self.encoder.stages[i]:
-                x = self._block_dense_masked(block, x, keep)
+                x = block(x, visible)
         return x
 
     # ------------------------------------------------------------------ decoder, loss
@@ -552,75 +454,4 @@ class FCMAE(BaseModel):
         return results
 
 
-# ---------------------------------------------------------------------- export
-def fcmae_to_backbone_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The encoder weights of an FCMAE state dict as :class:`ConvNeXtV2` keys.
-
-    Keeps the ``encoder.*`` entries with the prefix stripped (``module.encoder.*`` from an
-    unwrapped DDP model too) and drops the decoder (``proj``, ``mask_token``, ``decoder``,
-    ``pred``). Idempotent: a state dict that already has backbone keys is returned as is.
-
-    Args:
-        state_dict (dict[str, Tensor]): FCMAE weights.
-
-    Returns:
-        dict[str, Tensor]: ``downsample_layers.*`` / ``stages.*`` weights.
-    """
-    state = {k[len('module.'):] if k.startswith('module.') else k: v
-             for k, v in state_dict.items()}
-    if any(k.startswith(ENCODER_PREFIX) for k in state):
-        return {k[len(ENCODER_PREFIX):]: v for k, v in state.items()
-                if k.startswith(ENCODER_PREFIX)}
-    if any(k.startswith(('downsample_layers.', 'stages.')) for k in state):
-        return {k: v for k, v in state.items() if not k.startswith(DECODER_PREFIXES)}
-    raise ValueError('No FCMAE encoder weights (keys starting with "encoder.") found; first '
-                     f'keys: {sorted(state)[:5]}')
-
-
-def infer_arch(backbone_state: Dict[str, torch.Tensor]) -> Dict[str, List[int]]:
-    """``dict(depths, dims)`` of a ConvNeXtV2 state dict, read off its keys and shapes."""
-    depths = [1 + max((int(k.split('.')[2]) for k in backbone_state
-                       if k.startswith(f'stages.{i}.')), default=-1) for i in range(NUM_STAGES)]
-    dims = [int(backbone_state[f'stages.{i}.0.dwconv.weight'].shape[0])
-            if depths[i] else 0 for i in range(NUM_STAGES)]
-    return dict(depths=depths, dims=dims)
-
-
-def export_fcmae_backbone(checkpoint: Union[str, Path], out_file: Union[str, Path],
-                          meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Write the encoder of an FCMAE checkpoint as a backbone checkpoint.
-
-    The result ``{'state_dict': <ConvNeXtV2 keys>, 'meta': {...}}`` loads with
-    ``ConvNeXtV2(init_cfg=dict(type='Pretrained', checkpoint=out_file))`` and in the detection /
-    segmentation configs; only the output norms ``norm{i}`` are missing (FCMAE has none).
-
-    Args:
-        checkpoint (str | Path): An mmengine checkpoint of :class:`FCMAE` (or its state dict).
-        out_file (str | Path): Where to write the backbone checkpoint.
-        meta (dict, optional): Extra meta entries (plain Python values).
-
-    Returns:
-        dict: The object written.
-    """
-    from ..checkpoint import extract_state_dict, read_checkpoint
-    from ..utils import allow_mmengine_checkpoints
-    allow_mmengine_checkpoints()  # mmengine training checkpoints carry the message hub
-    raw = read_checkpoint(checkpoint)
-    state = fcmae_to_backbone_state_dict(extract_state_dict(raw))
-    source_meta = raw.get('meta', {}) if isinstance(raw, dict) else {}
-    info: Dict[str, Any] = dict(
-        pretrain='FCMAE', model='cnxv2_dense.ConvNeXtV2', arch=infer_arch(state),
-        source_checkpoint=str(checkpoint), exported=time.strftime('%Y-%m-%d %H:%M:%S'))
-    for key in ('epoch', 'iter', 'mmengine_version', 'experiment_name'):
-        if isinstance(source_meta, dict) and key in source_meta:
-            info[key] = source_meta[key]
-    info.update(meta or {})
-    result = dict(state_dict={k: v.detach().cpu().clone() for k, v in state.items()}, meta=info)
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(result, out_file)
-    return result
-
-
-__all__ = ['FCMAE', 'VisibleLayout', 'fcmae_to_backbone_state_dict', 'export_fcmae_backbone',
-           'infer_arch', 'IMAGENET_MEAN', 'IMAGENET_STD']
+__all__ = ['FCMAE', 'VisibleLayout', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ENCODER_IMPLS']

@@ -8,6 +8,7 @@ Paper: "ConvNeXt V2: Co-designing and Scaling ConvNets with Masked Autoencoders"
 Woo et al., CVPR 2023 (arXiv 2301.00808).
 """
 from contextlib import nullcontext
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,12 @@ class GRN(nn.Module):
     the spatial positions of one sample and ``N(x)_c = G(x)_c / (mean_c G(x) + eps)``.
     ``gamma`` and ``beta`` start at zero, so a fresh GRN is the identity.
 
+    Masked form (FCMAE pretraining): given a ``visible`` mask, ``G(x)`` is the L2 norm over the
+    visible positions of each sample only, as in the official JAX model printed in the official
+    TRAINING.md (the code the paper's results were trained with). Every position of the output is
+    computed with that statistic; what masked positions hold afterwards is the caller's business
+    (the block zeroes them).
+
     Args:
         num_channels (int): Number of channels ``C``.
         eps (float): Added to the channel mean of ``G``. Defaults to 1e-6.
@@ -94,11 +101,23 @@ class GRN(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(num_channels))
         self.beta = nn.Parameter(torch.zeros(num_channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Apply GRN.
+
+        Args:
+            x (Tensor): ``(N, H, W, C)`` (channels_last) or ``(N, C, H, W)``.
+            visible (Tensor, optional): 1 at positions that count in ``G(x)``, 0 elsewhere;
+                broadcastable to ``x`` with size 1 on the channel axis (e.g. ``(N, H, W, 1)``).
+                Defaults to None: every position counts.
+
+        Returns:
+            Tensor: Same shape and dtype as ``x``.
+        """
         dtype = x.dtype
         with fp32_region(x):
             x = _upcast(x)
-            gx = torch.linalg.vector_norm(x, ord=2, dim=self.spatial_dims, keepdim=True)
+            counted = x if visible is None else x * _upcast(visible)
+            gx = torch.linalg.vector_norm(counted, ord=2, dim=self.spatial_dims, keepdim=True)
             nx = gx / (gx.mean(dim=self.channel_dim, keepdim=True) + self.eps)
             # x + gamma * x * N + beta == x * (1 + gamma * N) + beta: the per-channel scale is a
             # small (N, 1, 1, C) tensor, so only one pass over the full activation is needed.
