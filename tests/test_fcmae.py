@@ -318,7 +318,8 @@ def test_short_training_run_lowers_the_loss(tmp_path):
         losses['loss'].backward()
         optimizer.step()
     after = held_out_loss()
-    assert after < 0.8 * before, (before, after)  # measured: 1.09 -> 0.73
+    # measured: 1.00 -> 0.84 with the default norm_pix_loss (1.09 -> 0.73 on raw pixels)
+    assert after < 0.9 * before, (before, after)
 
 
 # ----------------------------------------------------------------------- export / fine-tune
@@ -384,6 +385,7 @@ def test_fcmae_configs(arch):
     cfg = Config.fromfile(os.path.join(ROOT, 'configs', FCMAE_CONFIGS[arch]))
     assert cfg.model.arch == arch and cfg.model.mask_ratio == 0.6
     assert cfg.model.decoder_dim == 512 and cfg.model.decoder_depth == 1
+    assert cfg.model.norm_pix_loss is True  # the official main_pretrain.py default
     assert cfg.train_dataloader.dataset.data_root == 'data/imagenet/train'
     optimizer = cfg.optim_wrapper.optimizer
     assert (optimizer.type, optimizer.lr, tuple(optimizer.betas), optimizer.weight_decay) == (
@@ -519,6 +521,16 @@ def test_pretrain_tool_end_to_end(tmp_path):
                                  '--out', str(tmp_path / 'vis'), '--image-size', '64'])
     grid = np.asarray(Image.open(pngs[0]))
     assert grid.shape == (64 + visualize_fcmae.TITLE_HEIGHT, 4 * 64 + 3 * visualize_fcmae.GAP, 3)
+
+
+def test_norm_pix_loss_is_on_by_default_and_can_be_turned_off(tmp_path):
+    from tools import pretrain_fcmae
+    assert FCMAE(arch=dict(TINY_ARCH), decoder_dim=8).norm_pix_loss is True
+    folder = str(tmp_path)
+    for flags, expected in [([], True), (['--norm-pix-loss'], True), (['--no-norm-pix-loss'], False)]:
+        args = pretrain_fcmae.parse_args([folder, *flags])
+        assert args.norm_pix_loss is expected, flags
+        assert pretrain_fcmae.build_pretrain_config(args).model.norm_pix_loss is expected, flags
 
 
 def test_train_tool_runs_the_imagenet_config_on_a_folder(tmp_path):

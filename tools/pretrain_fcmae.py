@@ -64,7 +64,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--mask-ratio', type=float, default=0.6)
     parser.add_argument('--decoder-dim', type=int, default=512)
     parser.add_argument('--decoder-depth', type=int, default=1)
-    parser.add_argument('--norm-pix-loss', action='store_true')
+    parser.add_argument('--norm-pix-loss', action=argparse.BooleanOptionalAction, default=True,
+                        help='reconstruct patch-normalised pixels, the paper\'s target and the '
+                        'official default (default: on; --no-norm-pix-loss for raw pixels)')
     parser.add_argument('--num-workers', type=int, default=4, help='data loading processes')
     parser.add_argument('--save-interval', type=int,
                         help='checkpoint every N epochs (default: about 10 per run)')

@@ -10,7 +10,8 @@ parameter names, so ``encoder.*`` weights load into the detection / segmentation
 stripping the prefix (:func:`cnxv2_dense.checkpoints.export_fcmae_backbone`). The decoder follows
 the official one: ``proj`` (1x1 conv to ``decoder_dim``), a learnable ``mask_token``, ``decoder``
 (ConvNeXt V2 blocks) and ``pred`` (1x1 conv to the 32x32x3 pixels of each stride-32 cell). The
-loss is the per-patch pixel MSE over masked patches only.
+loss is the per-patch MSE against patch-normalised pixels (``norm_pix_loss``, on by default as in
+the official ``main_pretrain.py``), over masked patches only.
 
 Masked positions never influence visible ones: every depthwise conv reads them as zeros and GRN
 leaves them out of its statistic. The blocks own both masked forms (``ConvNeXtV2Block.forward``
@@ -80,8 +81,8 @@ class FCMAE(BaseModel):
             stride) so that no stem / downsample window straddles a patch border. Defaults to 32.
         decoder_dim (int): Width of the decoder. Defaults to 512.
         decoder_depth (int): Number of ConvNeXt V2 blocks in the decoder. Defaults to 1.
-        norm_pix_loss (bool): Normalise each target patch by its own mean / std. Defaults to
-            False.
+        norm_pix_loss (bool): Normalise each target patch by its own mean / std (the paper's
+            target; the official ``main_pretrain.py`` turns it on). Defaults to True.
         drop_path_rate (float): Stochastic depth of the encoder. Defaults to 0.
         layer_scale_init_value (float): Encoder layer scale (0 disables it, as in V2).
             Defaults to 0.
@@ -101,7 +102,7 @@ class FCMAE(BaseModel):
                  patch_size: int = 32,
                  decoder_dim: int = 512,
                  decoder_depth: int = 1,
-                 norm_pix_loss: bool = False,
+                 norm_pix_loss: bool = True,
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 0.,
                  with_cp: bool = False,

@@ -1,8 +1,10 @@
 # FCMAE pretraining of ConvNeXt V2 on ImageNet-1K: the official recipe (ConvNeXt V2 paper,
-# arXiv 2301.00808, Sec. 2 / Appendix A.1, and the official main_pretrain.py): 224 px
+# arXiv 2301.00808, Sec. 3 / Appendix A.1, and the official main_pretrain.py): 224 px
 # RandomResizedCrop scale (0.2, 1.0) bicubic + horizontal flip, mask ratio 0.6 on a 32 px grid,
-# decoder one ConvNeXt V2 block 512 wide, AdamW betas (0.9, 0.95) wd 0.05, base lr 1.5e-4 per
-# 256 images, 40 warmup epochs then cosine to 0, 800 epochs. The size configs
+# decoder one ConvNeXt V2 block 512 wide, loss on patch-normalised pixels (norm_pix_loss: the
+# official main_pretrain.py sets it on), AdamW betas (0.9, 0.95) wd 0.05, base lr 1.5e-4 per
+# 256 images, 40 warmup epochs then cosine to 0, 800 epochs. GRN statistics are per image over
+# visible positions, as in the official JAX model the paper was trained with (docs/fcmae.md). The size configs
 # (fcmae_cnxv2_{atto,t,b,l}_in1k.py) inherit this file and set the arch.
 #
 #   python tools/train.py configs/fcmae_cnxv2_t_in1k.py [--amp] [--resume]
@@ -23,7 +25,7 @@ model = dict(
     patch_size=32,
     decoder_dim=512,
     decoder_depth=1,
-    norm_pix_loss=False,
+    norm_pix_loss=True,  # target: each patch's pixels normalised by its own mean / std
     data_preprocessor=dict(
         type='ImgDataPreprocessor',  # mmengine's: BGR -> RGB, ImageNet mean / std
         mean=[123.675, 116.28, 103.53],
