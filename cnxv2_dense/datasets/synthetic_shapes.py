@@ -11,6 +11,13 @@ One scene generator, two layouts:
 
 Scenes vary the number, size, rotation, colour and overlap of shapes and the background
 (a two-colour gradient with noise and distractor stripes). Classes are defined by shape alone.
+
+Two optional knobs make scenes harder (both off by default, so the demo datasets stay
+bit-identical): ``texture_prob`` fills shapes and background with random two-colour textures
+(stripes, checks, dots, noise) instead of flat colour, so colour and fill no longer tell a shape
+from the background; ``clutter`` draws irregular distractor polygons that belong to the
+background, so only the outline tells a class shape from clutter. The FCMAE study
+(``tools/fcmae_study.py``) uses both.
 """
 import json
 import math
@@ -75,12 +82,19 @@ class SceneSpec:
         max_objects (int): Most shapes per image.
         min_radius_frac (float): Smallest shape radius as a fraction of ``image_size``.
         max_radius_frac (float): Largest shape radius as a fraction of ``image_size``.
+        texture_prob (float): Probability that a shape, a clutter polygon or the background is
+            filled with a random two-colour texture instead of flat colour / a gradient.
+            Defaults to 0 (the original scenes).
+        clutter (int): Most irregular distractor polygons per image (background class, drawn
+            under the shapes); each image draws 0..clutter. Defaults to 0.
     """
     image_size: int = 128
     min_objects: int = 1
     max_objects: int = 4
     min_radius_frac: float = 0.08
     max_radius_frac: float = 0.25
+    texture_prob: float = 0.0
+    clutter: int = 0
 
 
 def _shape_polygon(cls: str, cx: float, cy: float, r: float, angle: float) -> List[Tuple[float, float]]:
@@ -109,6 +123,54 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
+def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random ``(size, size, 3)`` two-colour texture: stripes, checks, dots or smooth noise."""
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    kind = int(rng.integers(4))
+    period = rng.uniform(4, 14)
+    if kind == 0:  # stripes at a random angle
+        theta = rng.uniform(0, math.pi)
+        t = (np.sin(2 * math.pi * (np.cos(theta) * xx + np.sin(theta) * yy) / period) > 0)
+    elif kind == 1:  # checks
+        t = ((xx // period + yy // period) % 2) > 0
+    elif kind == 2:  # dots on a grid
+        t = (((xx % period) - period / 2) ** 2 + ((yy % period) - period / 2) ** 2
+             < (period / 3.5) ** 2)
+    else:  # blurred noise, thresholded into blobs
+        coarse = rng.normal(size=(size // 8 + 2, size // 8 + 2))
+        t = np.kron(coarse, np.ones((8, 8)))[:size, :size] > 0
+    t = t.astype(np.float64)[..., None]
+    return c0 * (1 - t) + c1 * t
+
+
+def _fill(rng: np.random.Generator, size: int, texture_prob: float) -> np.ndarray:
+    """Fill of one shape: a random texture with probability ``texture_prob``, else flat colour
+    with a mild left-to-right shading."""
+    if texture_prob > 0 and rng.uniform() < texture_prob:
+        return _texture(rng, size)
+    colour = rng.uniform(0, 255, 3)
+    shade = 1 + rng.uniform(-0.15, 0.15) * np.linspace(-1, 1, size)[None, :, None]
+    return np.broadcast_to(colour * shade, (size, size, 3))
+
+
+def _polygon_mask(poly: List[Tuple[float, float]], size: int) -> np.ndarray:
+    canvas = Image.new('L', (size, size), 0)
+    ImageDraw.Draw(canvas).polygon(poly, fill=1)
+    return np.asarray(canvas, dtype=bool)
+
+
+def _clutter_polygon(rng: np.random.Generator, size: int, spec: SceneSpec
+                     ) -> List[Tuple[float, float]]:
+    """An irregular polygon (5-9 vertices at random radii): not a circle, square or triangle."""
+    corners = int(rng.integers(5, 10))
+    r = rng.uniform(spec.min_radius_frac, spec.max_radius_frac) * size
+    cx, cy = rng.uniform(0, size, 2)
+    angles = np.sort(rng.uniform(0, 2 * math.pi, corners))
+    radii = r * rng.uniform(0.3, 1.0, corners)
+    return [(cx + rr * math.cos(a), cy + rr * math.sin(a)) for a, rr in zip(angles, radii)]
+
+
 def render_scene(rng: np.random.Generator, spec: SceneSpec) -> Tuple[np.ndarray, np.ndarray, List[int]]:
     """Draw one scene.
 
@@ -118,6 +180,11 @@ def render_scene(rng: np.random.Generator, spec: SceneSpec) -> Tuple[np.ndarray,
     """
     size = spec.image_size
     img = _background(rng, size)
+    if spec.texture_prob > 0 and rng.uniform() < spec.texture_prob:
+        img = _texture(rng, size) + rng.normal(0, rng.uniform(2, 12), img.shape)
+    for _ in range(int(rng.integers(0, spec.clutter + 1)) if spec.clutter else 0):
+        mask = _polygon_mask(_clutter_polygon(rng, size, spec), size)
+        img[mask] = np.clip(_fill(rng, size, spec.texture_prob), 0, 255)[mask]
     owner = np.zeros((size, size), dtype=np.int32)  # index+1 of the shape on top at each pixel
     classes = []
     for obj in range(int(rng.integers(spec.min_objects, spec.max_objects + 1))):
@@ -125,13 +192,8 @@ def render_scene(rng: np.random.Generator, spec: SceneSpec) -> Tuple[np.ndarray,
         r = rng.uniform(spec.min_radius_frac, spec.max_radius_frac) * size
         cx, cy = rng.uniform(r * 0.6, size - r * 0.6, 2)
         poly = _shape_polygon(CLASSES[cls], cx, cy, r, rng.uniform(0, 2 * math.pi))
-        canvas = Image.new('L', (size, size), 0)
-        ImageDraw.Draw(canvas).polygon(poly, fill=1)
-        mask = np.asarray(canvas, dtype=bool)
-        colour = rng.uniform(0, 255, 3)
-        # A mild left-to-right shading so shapes are not flat colour.
-        shade = 1 + rng.uniform(-0.15, 0.15) * np.linspace(-1, 1, size)[None, :, None]
-        fill = np.broadcast_to(colour * shade, (size, size, 3))
+        mask = _polygon_mask(poly, size)
+        fill = _fill(rng, size, spec.texture_prob)
         img[mask] = np.clip(fill, 0, 255)[mask]
         owner[mask] = obj + 1
         classes.append(cls)

@@ -87,6 +87,9 @@ class FCMAE(BaseModel):
         layer_scale_init_value (float): Encoder layer scale (0 disables it, as in V2).
             Defaults to 0.
         with_cp (bool): Gradient checkpointing of the encoder blocks. Defaults to False.
+        use_grn (bool): GRN in the encoder blocks. ``False`` with a layer scale
+            (``layer_scale_init_value=1e-6``) gives the paper's "FCMAE without GRN" encoder,
+            ConvNeXt V1's block. The decoder block keeps GRN either way. Defaults to True.
         encoder_impl (str): ``'visible'`` (visible-only compute) or ``'dense_masked'`` (the
             reference). Both compute the same function. Defaults to ``'visible'``.
         data_preprocessor (dict, optional): Defaults to mmengine's ``ImgDataPreprocessor`` with
@@ -106,6 +109,7 @@ class FCMAE(BaseModel):
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 0.,
                  with_cp: bool = False,
+                 use_grn: bool = True,
                  encoder_impl: str = 'visible',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -129,7 +133,8 @@ class FCMAE(BaseModel):
 
         self.encoder = ConvNeXtV2(arch=arch, in_channels=in_channels, out_indices=(3,),
                                   drop_path_rate=drop_path_rate,
-                                  layer_scale_init_value=layer_scale_init_value, with_cp=with_cp)
+                                  layer_scale_init_value=layer_scale_init_value, with_cp=with_cp,
+                                  use_grn=use_grn)
         # NOTE: the FCMAE encoder has no output norm (like the official one). The backbone
         # always builds one for its out_indices; an Identity keeps its dense forward usable
         # (raw stage-3 features) and keeps an untrained norm out of checkpoints and of DDP.

@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tools import fcmae_study
+
+
+def test_quick_study_writes_every_arm_budget_and_seed(tmp_path):
+    out, work = tmp_path / 'out', tmp_path / 'work'
+    result = fcmae_study.main(['--quick', '--out', str(out), '--work-dir', str(work)])
+    written = json.loads((out / 'results.json').read_text())
+    assert written['command'] == 'python tools/fcmae_study.py --quick --out ' + str(out) + \
+        ' --work-dir ' + str(work)
+    quick = fcmae_study.QUICK
+    expected = {(arm, b, s) for arm in fcmae_study.ARMS for b in quick.budgets
+                for s in (quick.seeds_smallest if b == min(quick.budgets) else quick.seeds_other)}
+    got = {(r['arm'], r['labeled_images'], r['seed']) for r in written['records']}
+    assert got == expected
+    assert all(0 <= r['miou'] <= 100 for r in written['records'])
+    assert written == json.loads(json.dumps(result))
+    # The lr is chosen on the held-out split only, one choice per arm.
+    selection = written['details']['lr_selection']
+    assert {r['split'] for r in selection} == {'heldout'}
+    assert set(written['details']['chosen_lr']) == set(fcmae_study.ARMS)
+    assert {p['arm'] for p in written['details']['frozen_backbone_probes']} == {
+        'frozen_random', 'frozen_fcmae', 'frozen_fcmae_no_grn'}
+    table = (out / 'results.md').read_text()
+    for arm in fcmae_study.ARMS:
+        assert f'| {arm} |' in table
+    assert (out / 'results.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    # Each pretraining exported a backbone that the segmentation config loads.
+    for arm in fcmae_study.PRETRAINED_ARMS:
+        state = torch.load(work / f'{arm}_backbone.pth', map_location='cpu')['state_dict']
+        assert 'stages.0.0.dwconv.weight' in state
+        assert ('stages.0.0.grn.gamma' in state) == fcmae_study.PRETRAINED_ARMS[arm]
+
+
+def test_the_three_splits_are_disjoint_scenes():
+    splits = [fcmae_study.render_split(20, seed) for seed in fcmae_study.SPLIT_SEEDS.values()]
+    flat = [s.images.flatten(1) for s in splits]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not (flat[i][:, None] == flat[j][None]).all(-1).any()
+
+
+def test_iou_matches_mmseg_iou_metric():
+    from mmseg.evaluation.metrics import IoUMetric
+    gen = torch.Generator().manual_seed(0)
+    preds = torch.randint(0, 4, (5, 16, 16), generator=gen)
+    truths = torch.randint(0, 4, (5, 16, 16), generator=gen)
+    truths[truths == 3] = 0  # one class absent from the ground truth
+    conf = torch.zeros(4, 4, dtype=torch.long)
+    metric = IoUMetric(iou_metrics=['mIoU'])
+    metric.dataset_meta = dict(classes=('bg', 'a', 'b', 'c'))
+    results = []
+    for pred, truth in zip(preds, truths):
+        conf += torch.bincount(truth.flatten() * 4 + pred.flatten(), minlength=16).view(4, 4)
+        results.append(metric.intersect_and_union(pred, truth, 4, ignore_index=255))
+    reference = metric.compute_metrics(results)['mIoU']
+    assert fcmae_study.miou(conf) == pytest.approx(reference, abs=0.01)
+    ours = fcmae_study.iou_per_class(conf).numpy()
+    assert np.isfinite(ours).all()  # class 3 is still predicted: IoU 0, not absent
+
+
+def test_random_resized_crop_keeps_a_constant_image_constant_and_flips():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.full((4, 3, 32, 32), 0.7)
+    out = fcmae_study.random_resized_crop(images, gen)
+    assert out.shape == images.shape
+    assert torch.allclose(out, images, atol=1e-6)
+    ramp = torch.linspace(0, 1, 32).expand(64, 3, 32, 32).contiguous()
+    out = fcmae_study.random_resized_crop(ramp, gen, scale=(1.0, 1.0))
+    slopes = (out[..., -1] - out[..., 0]).mean(dim=(1, 2))
+    # Full-area crops keep the ramp's direction or mirror it, both seen in 64 draws.
+    assert (slopes > 0.5).any() and (slopes < -0.5).any()
