@@ -435,14 +435,19 @@ def test_transformers_classifier_safetensors_from_save_pretrained(tmp_path):
 @pytest.mark.parametrize('linear_pw_conv', [True, False])
 def test_mmpretrain_classifier_checkpoint_matches(linear_pw_conv, tmp_path):
     require('mmpretrain')
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
-    classifier = MMPRETRAIN_MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='ConvNeXt', arch=dict(depths=TINY['depths'], channels=TINY['dims']),
-                      use_grn=True, layer_scale_init_value=0., out_indices=(0, 1, 2, 3),
-                      gap_before_final_norm=False, linear_pw_conv=linear_pw_conv),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=5, in_channels=TINY['dims'][-1])))
+    # NOTE: an earlier test may have left mmdet / mmseg as the current default scope, and the
+    # registry then looks for ImageClassifier there; build inside mmpretrain's own scope.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = MMPRETRAIN_MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='ConvNeXt',
+                          arch=dict(depths=TINY['depths'], channels=TINY['dims']),
+                          use_grn=True, layer_scale_init_value=0., out_indices=(0, 1, 2, 3),
+                          gap_before_final_norm=False, linear_pw_conv=linear_pw_conv),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=5, in_channels=TINY['dims'][-1])))
     randomise(classifier)
     path = tmp_path / 'mmpretrain.pth'
     torch.save({'meta': {'mmpretrain_version': '1.2.0'}, 'state_dict': classifier.state_dict()},
