@@ -75,3 +75,13 @@ def test_random_resized_crop_keeps_a_constant_image_constant_and_flips():
     slopes = (out[..., -1] - out[..., 0]).mean(dim=(1, 2))
     # Full-area crops keep the ramp's direction or mirror it, both seen in 64 draws.
     assert (slopes > 0.5).any() and (slopes < -0.5).any()
+
+
+def test_val_images_are_the_val_split_scenes(tmp_path):
+    from PIL import Image
+    files = fcmae_study.main(['--write-val-images', str(tmp_path), '--count', '3'])['files']
+    val = fcmae_study.render_split(3, fcmae_study.SPLIT_SEEDS['val'])
+    assert len(files) == 3
+    for index, file in enumerate(files):
+        pixels = torch.from_numpy(np.asarray(Image.open(file))).permute(2, 0, 1)
+        assert torch.equal(pixels, val.images[index])

@@ -498,11 +498,30 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--pretrain-epochs', type=int, help='override the study size')
     parser.add_argument('--finetune-iters', type=int, help='override the study size')
     parser.add_argument('--pool', type=int, help='override the number of unlabeled images')
+    parser.add_argument('--write-val-images', metavar='DIR',
+                        help='only write the first --count val-split scenes as PNG files to DIR '
+                        '(inputs for tools/feature_collapse.py and tools/visualize_fcmae.py)')
+    parser.add_argument('--count', type=int, default=64, help='images for --write-val-images')
     return parser.parse_args(argv)
+
+
+def write_val_images(out_dir: Path, count: int) -> List[Path]:
+    """The first ``count`` scenes of the study's val split as ``out_dir/val_NNNN.png``."""
+    from PIL import Image
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split = render_split(count, SPLIT_SEEDS['val'])
+    files = []
+    for index, image in enumerate(split.images.permute(0, 2, 3, 1).numpy()):
+        files.append(out_dir / f'val_{index:04d}.png')
+        Image.fromarray(image).save(files[-1])
+    return files
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
+    if args.write_val_images:
+        return dict(files=[str(f) for f in write_val_images(Path(args.write_val_images),
+                                                            args.count)])
     study = QUICK if args.quick else Study()
     overrides = {k: v for k, v in dict(pretrain_epochs=args.pretrain_epochs,
                                        finetune_iters=args.finetune_iters,
