@@ -45,3 +45,37 @@ def test_one_value_per_block_averaged_over_images():
     assert all(0 < v < 0.5 for v in per_batch)
     assert not model._forward_hooks and all(not b.act._forward_hooks
                                             for s in model.stages for b in s)
+
+
+def test_tool_reads_checkpoints_of_both_block_kinds_and_writes_csv_and_plot(tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from tools import feature_collapse
+    images = tmp_path / 'images'
+    images.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for index in range(3):
+        pixels = torch.randint(0, 256, (40, 48, 3), generator=rng, dtype=torch.uint8).numpy()
+        Image.fromarray(pixels).save(images / f'{index}.png')
+    # An official-layout V1-style checkpoint (no GRN, layer scale) and an FCMAE one with GRN.
+    torch.manual_seed(1)
+    no_grn = ConvNeXtV2(arch='atto', use_grn=False, layer_scale_init_value=1e-6)
+    torch.save({'model': no_grn.state_dict()}, tmp_path / 'v1_like.pth')
+    with_grn = ConvNeXtV2(arch='atto')
+    torch.save({'state_dict': {f'encoder.{k}': v for k, v in with_grn.state_dict().items()
+                               if not k.startswith('norm')}}, tmp_path / 'fcmae_like.pth')
+    out = tmp_path / 'out'
+    result = feature_collapse.main([str(tmp_path / 'v1_like.pth'), str(tmp_path / 'fcmae_like.pth'),
+                                    '--random', 'atto', '--images', str(images), '--out', str(out),
+                                    '--image-size', '32'])
+    assert list(result) == ['random_init_atto', 'v1_like', 'fcmae_like']
+    # The loaded models compute what the originals compute.
+    loaded = feature_collapse.backbone_from_checkpoint(str(tmp_path / 'v1_like.pth'))
+    assert loaded.stages[0][0].gamma is not None and not loaded.stages[0][0].use_grn
+    batch = feature_collapse.load_images(str(images), 32, 3)
+    assert result['v1_like'] == pytest.approx(block_activation_distances(no_grn, batch))
+    rows = list(csv.DictReader(open(out / 'collapse.csv')))
+    assert len(rows) == 3 * 12 and {r['checkpoint'] for r in rows} == set(result)
+    assert (out / 'collapse.png').read_bytes()[:4] == b'\x89PNG'

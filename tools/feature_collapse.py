@@ -25,6 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from cnxv2_dense.analysis import block_activation_distances  # noqa: E402
@@ -50,10 +51,13 @@ def backbone_from_checkpoint(path: str) -> ConvNeXtV2:
     model = ConvNeXtV2(arch=dict(depths=depths, dims=dims), out_indices=(3,), use_grn=use_grn,
                        layer_scale_init_value=1e-6 if layer_scale else 0.)
     missing, unexpected = model.load_state_dict(state, strict=False)
+    # The output norms norm0..3 are not on the measured path (FCMAE checkpoints have none).
     missing = [k for k in missing if not k.startswith('norm')]
+    unexpected = [k for k in unexpected if not k.startswith('norm')]
     if missing or unexpected:
-        raise ValueError(f'{path}: the weights do not fit a ConvNeXt V2 {dict(depths=depths, dims=dims)}'
-                         f' (missing {missing[:5]}, unexpected {unexpected[:5]})')
+        raise ValueError(f'{path}: the weights do not fit a ConvNeXt V2 '
+                         f'{dict(depths=depths, dims=dims)} (missing {missing[:5]}, unexpected '
+                         f'{unexpected[:5]})')
     return model
 
 
@@ -126,6 +130,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, List[float]]:
     args = parse_args(argv)
+    MMLogger.get_instance('feature_collapse', log_level='WARNING')  # no per-parameter init log
     images = load_images(args.images, args.image_size, args.max_images)
     models = {}
     if args.random is not None:
