@@ -94,3 +94,75 @@ def test_infer_writes_pictures(tiny_detection_config, trained_work_dir, tmp_path
     assert len(written) == 4
     from PIL import Image
     assert Image.open(written[0]).size == (64, 64)
+
+
+def test_work_dir_checkpoints_are_found(tmp_path):
+    from mmengine.config import Config
+
+    from cnxv2_dense.utils import earlier_checkpoints
+    cfg = Config(dict(work_dir=str(tmp_path / 'run'),
+                      default_hooks=dict(checkpoint=dict(out_dir=str(tmp_path / 'ckpts')))))
+    assert earlier_checkpoints(cfg) == []  # the work dir does not exist yet
+    (tmp_path / 'run' / '20260101_000000').mkdir(parents=True)  # logs of a run that stopped early
+    (tmp_path / 'run' / 'config.py').write_text('')
+    assert earlier_checkpoints(cfg) == []
+    (tmp_path / 'run' / 'last_checkpoint').write_text('x')
+    (tmp_path / 'ckpts' / 'run').mkdir(parents=True)  # mmengine saves to out_dir/<work dir name>
+    (tmp_path / 'ckpts' / 'run' / 'iter_8.pth').write_bytes(b'')
+    (tmp_path / 'ckpts' / 'other.pth').write_bytes(b'')  # not where this run writes
+    assert earlier_checkpoints(cfg) == [tmp_path / 'run' / 'last_checkpoint',
+                                        tmp_path / 'ckpts' / 'run' / 'iter_8.pth']
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its content."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+def test_train_refuses_a_work_dir_with_checkpoints(tiny_detection_config, trained_work_dir,
+                                                    tmp_path, capsys):
+    from tools import train
+    config, _ = tiny_detection_config
+    work = tmp_path / 'work'
+    shutil.copytree(trained_work_dir, work)
+    before = snapshot(work)
+    with pytest.raises(SystemExit) as stop:
+        train.main([str(config), '--work-dir', str(work)])
+    message = str(stop.value.code)
+    assert 'epoch_1.pth' in message and 'last_checkpoint' in message and str(work) in message
+    for way_on in ('--resume', '--work-dir NEW_DIR', '--overwrite'):
+        assert way_on in message
+    assert snapshot(work) == before  # stopped before the Runner wrote anything (logs included)
+
+    # The same refusal from the command line: exit status 1, the message on stderr.
+    import subprocess
+    proc = subprocess.run([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and '--overwrite' in proc.stderr
+    assert snapshot(work) == before
+
+    # --overwrite trains there again: a new epoch_1.pth, last_checkpoint naming it.
+    out = run_tool([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work), '--overwrite',
+                    '--cfg-options', 'train_cfg.val_interval=100'])
+    assert 'Epoch(train) [1]' in out
+    assert (work / 'epoch_1.pth').read_bytes() != before[Path('epoch_1.pth')]
+    assert Path((work / 'last_checkpoint').read_text().strip()) == work / 'epoch_1.pth'
+
+
+def test_pretrain_tool_refuses_a_work_dir_with_checkpoints(tmp_path):
+    from tools import pretrain_fcmae
+    work = tmp_path / 'fcmae'
+    work.mkdir()
+    (work / 'backbone.pth').write_bytes(b'earlier export')
+    argv = [str(tmp_path), '--work-dir', str(work), '--num-workers', '0']
+    with pytest.raises(SystemExit) as stop:
+        pretrain_fcmae.main(argv)
+    assert 'tools/pretrain_fcmae.py' in str(stop.value.code)
+    assert 'backbone.pth' in str(stop.value.code) and '--overwrite' in str(stop.value.code)
+    assert sorted(p.name for p in work.iterdir()) == ['backbone.pth']
+    assert (work / 'backbone.pth').read_bytes() == b'earlier export'
+    # Resuming continues the earlier run, and --overwrite is the user's choice: both pass.
+    from cnxv2_dense.utils import refuse_to_overwrite
+    for flags in (['--resume'], ['--overwrite']):
+        args = pretrain_fcmae.parse_args(argv + flags)
+        refuse_to_overwrite(pretrain_fcmae.build_pretrain_config(args), args.overwrite)

@@ -1,6 +1,7 @@
 """The main job on the embedded default: train and evaluate a demo model on synthetic shapes.
 
-    python tools/demo.py [--task det|seg] [--work-dir DIR] [--cfg-options ...]
+    python tools/demo.py [--task det|seg] [--work-dir DIR] [--resume | --overwrite]
+                         [--cfg-options ...]
 
 Writes the synthetic shapes dataset if it is absent, trains the task's demo config on CPU (or GPU
 when present), evaluates it on the val split several times during training, and prints how the
@@ -9,6 +10,9 @@ metrics rose:
 - ``det`` (default): ``configs/mask_rcnn_cnxv2_demo_shapes.py`` (Mask R-CNN) on the COCO layout,
   COCO bbox and segm mAP.
 - ``seg``: ``configs/upernet_cnxv2_demo_shapes.py`` (UperNet) on the ADE20K-style layout, mIoU.
+
+A second demo in the same work dir stops before training (the first one's checkpoint is kept):
+run it with ``--work-dir NEW_DIR``, ``--resume`` (continue the earlier run) or ``--overwrite``.
 """
 import argparse
 import json
@@ -65,6 +69,11 @@ def main(argv=None) -> list:
     parser.add_argument('--task', choices=sorted(TASKS), default='det',
                         help='det: Mask R-CNN, COCO mAP; seg: UperNet, mIoU (default: det)')
     parser.add_argument('--work-dir', help='default: work_dirs/demo_<model>_shapes')
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument('--resume', action='store_true',
+                       help='continue the run in the work dir from its last checkpoint')
+    again.add_argument('--overwrite', action='store_true',
+                       help='train again in a work dir that holds an earlier run\'s checkpoints')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
     args = parser.parse_args(argv)
     task = TASKS[args.task]
@@ -74,6 +83,7 @@ def main(argv=None) -> list:
     import tools.train as train
     make_demo_data.main(['--layout', task.layout])
     train_argv = [str(task.config), '--work-dir', work_dir]
+    train_argv += ['--resume'] * args.resume + ['--overwrite'] * args.overwrite
     if args.cfg_options:
         train_argv += ['--cfg-options'] + [f'{k}={v}' for k, v in args.cfg_options.items()]
     train.main(train_argv)

@@ -10,7 +10,9 @@ reported once and skipped. The config is built from ``configs/_base_/fcmae_defau
 official recipe: AdamW betas (0.9, 0.95), wd 0.05, lr ``--blr`` per 256 images scaled to the
 total batch, warmup then cosine, random resized crop (0.2, 1) + flip, mask ratio 0.6) and run by
 the mmengine Runner: progress with ETA in the log, checkpoints every ``--save-interval`` epochs,
-``--resume``, ``--amp`` and ``--launcher pytorch`` work as in ``tools/train.py``.
+``--resume``, ``--overwrite``, ``--amp`` and ``--launcher pytorch`` work as in ``tools/train.py``
+(a work dir holding checkpoints of an earlier run is only trained in again with ``--resume`` or
+``--overwrite``).
 
 At the end ``WORK_DIR/backbone.pth`` holds ``{'state_dict': <ConvNeXtV2 keys>, 'meta': {...}}``:
 use it as ``backbone.init_cfg=dict(type='Pretrained', checkpoint='WORK_DIR/backbone.pth')`` in a
@@ -34,7 +36,7 @@ from mmengine.runner import Runner  # noqa: E402
 from cnxv2_dense.arch import ARCH_SETTINGS, TOTAL_STRIDE, parse_arch  # noqa: E402
 from cnxv2_dense.checkpoints import export_fcmae_backbone  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
-                               prepare_cpu_distributed)
+                               prepare_cpu_distributed, refuse_to_overwrite)
 
 BASE_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', '_base_',
                        'fcmae_default.py')
@@ -79,6 +81,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
     parser.add_argument('--resume', nargs='?', const='auto',
                         help='resume the latest checkpoint in the work dir, or the given one')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='train even though the work dir holds checkpoints of an earlier '
+                        'run (they are overwritten where names match)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -190,6 +195,7 @@ def main(argv: Optional[List[str]] = None) -> Optional[Path]:
         return export(args.export_only, out)
 
     cfg = build_pretrain_config(args)
+    refuse_to_overwrite(cfg, args.overwrite, 'tools/pretrain_fcmae.py')
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     try:

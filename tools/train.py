@@ -2,7 +2,9 @@
 
     python tools/train.py configs/mask_rcnn_cnxv2_t_coco.py [--work-dir DIR] [--amp] [--resume]
 
-The config's ``default_scope`` (mmdet, mmseg, ...) decides which toolbox builds it.
+The config's ``default_scope`` (mmdet, mmseg, ...) decides which toolbox builds it. A work dir
+that holds checkpoints of an earlier run is not trained in again unless the run resumes
+(``--resume``) or ``--overwrite`` is given.
 """
 import argparse
 import logging
@@ -19,7 +21,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
-                               load_config, prepare_cpu_distributed)
+                               load_config, prepare_cpu_distributed, refuse_to_overwrite)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,6 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or from the latest one in the '
                         'work dir when no path is given')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='train even though the work dir holds checkpoints of an earlier '
+                        'run (they are overwritten where names match); without it such a run '
+                        'stops and says how to go on')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. optim_wrapper.optimizer.lr=1e-4')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -76,6 +82,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     allow_mmengine_checkpoints()
     cfg = build_train_config(args)
+    refuse_to_overwrite(cfg, args.overwrite, 'tools/train.py')
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     try:
