@@ -1,10 +1,10 @@
 """Does in-domain FCMAE pretraining pay off? The whole comparison in one command.
 
-    python tools/fcmae_study.py                 # the full study (see STUDY below for its size)
+    python tools/fcmae_study.py                 # the full study (its size: the ``Study`` defaults)
     python tools/fcmae_study.py --quick         # a two-minute smoke run of the same code path
 
 On the embedded shapes data (``cnxv2_dense.datasets.render_scene`` with textures and clutter,
-see ``SCENE``) it
+see ``Study.texture_prob`` and ``Study.clutter``) it
 
 1. renders an unlabeled pretraining pool, a labeled held-out split (for choosing the
    fine-tuning learning rate) and a labeled val split (the one the table reports), all disjoint;
@@ -62,9 +62,7 @@ AUX_WEIGHT = 0.4
 # RGB, 0-255: the ImageNet statistics every config of the project normalises with.
 MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
 STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
-# Textured shapes and backgrounds plus background clutter: flat-coloured shapes are told from the
-# background by colour alone, so a head on any backbone finds them; here the outline must do it.
-SCENE = SceneSpec(image_size=128, min_objects=1, max_objects=4, texture_prob=0.5, clutter=3)
+IMAGE_SIZE = 128  # a 4 x 4 grid of the 32 px mask patches
 # Seeds of the splits' generators (disjoint streams of scenes).
 SPLIT_SEEDS = dict(pool=100, heldout=200, val=300)
 
@@ -87,7 +85,17 @@ class Study:
     warmup_iters: int = 40
     lr_grid: Tuple[float, ...] = (2e-3, 5e-4)
     layer_decay: float = 0.9  # stage-wise, for pretrained backbones (the ADE20K recipe's)
+    # Scenes: textured shapes and backgrounds plus background clutter. Flat-coloured shapes are
+    # told from the background by colour alone, so a head on any backbone finds them; here the
+    # outline must do it.
+    texture_prob: float = 0.5
+    clutter: int = 3
     workers: int = 2  # single-threaded processes side by side
+
+
+def scene(study: 'Study') -> SceneSpec:
+    return SceneSpec(image_size=IMAGE_SIZE, min_objects=1, max_objects=4,
+                     texture_prob=study.texture_prob, clutter=study.clutter)
 
 
 QUICK = Study(pool=64, heldout=16, val=16, budgets=(16, 32), seeds_smallest=(0, 1),
@@ -102,8 +110,10 @@ class Split:
     labels: torch.Tensor  # (N, H, W) uint8, 0 = background
 
 
-def render_split(count: int, seed: int, spec: SceneSpec = SCENE) -> Split:
-    """``count`` scenes from the generator seeded with ``seed``, with semantic label maps."""
+def render_split(count: int, seed: int, spec: Optional[SceneSpec] = None) -> Split:
+    """``count`` scenes from the generator seeded with ``seed``, with semantic label maps
+    (``spec`` defaults to the study's scenes)."""
+    spec = scene(Study()) if spec is None else spec
     rng = np.random.default_rng(seed)
     images = np.empty((count, spec.image_size, spec.image_size, 3), dtype=np.uint8)
     labels = np.zeros((count, spec.image_size, spec.image_size), dtype=np.uint8)
@@ -412,9 +422,10 @@ def run_study(study: Study, out_dir: Path, work_dir: Path, command: str, log=pri
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    data = dict(pool=render_split(study.pool, SPLIT_SEEDS['pool']),
-                heldout=render_split(study.heldout, SPLIT_SEEDS['heldout']),
-                val=render_split(study.val, SPLIT_SEEDS['val']))
+    spec = scene(study)
+    data = dict(pool=render_split(study.pool, SPLIT_SEEDS['pool'], spec),
+                heldout=render_split(study.heldout, SPLIT_SEEDS['heldout'], spec),
+                val=render_split(study.val, SPLIT_SEEDS['val'], spec))
     data_file = work_dir / 'splits.pt'
     torch.save({name: (s.images, s.labels) for name, s in data.items()}, data_file)
     del data
@@ -473,7 +484,7 @@ def write_results(out_dir: Path, command: str, study: Study, records: Sequence[R
         command=command,
         records=[dict(arm=r.arm, labeled_images=r.labeled_images, seed=r.seed,
                       miou=round(r.miou, 2)) for r in records],
-        details=dict(study=asdict(study), scene=asdict(SCENE), split_seeds=SPLIT_SEEDS,
+        details=dict(study=asdict(study), scene=asdict(scene(study)), split_seeds=SPLIT_SEEDS,
                      val_runs=[asdict(r) for r in records],
                      lr_selection=[asdict(r) for r in selection], chosen_lr=best_lr,
                      frozen_backbone_probes=[asdict(r) for r in probes],
@@ -498,6 +509,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--pretrain-epochs', type=int, help='override the study size')
     parser.add_argument('--finetune-iters', type=int, help='override the study size')
     parser.add_argument('--pool', type=int, help='override the number of unlabeled images')
+    parser.add_argument('--budgets', type=int, nargs='+', help='override the label budgets')
+    parser.add_argument('--seeds-smallest', type=int, nargs='+',
+                        help='override the seeds run at the smallest budget')
+    parser.add_argument('--lr-grid', type=float, nargs='+',
+                        help='override the fine-tuning learning rates tried on held-out')
+    parser.add_argument('--texture-prob', type=float, help='scenes: textured fill probability')
+    parser.add_argument('--clutter', type=int, help='scenes: most clutter polygons per image')
     parser.add_argument('--write-val-images', metavar='DIR',
                         help='only write the first --count val-split scenes as PNG files to DIR '
                         '(inputs for tools/feature_collapse.py and tools/visualize_fcmae.py)')
@@ -509,7 +527,7 @@ def write_val_images(out_dir: Path, count: int) -> List[Path]:
     """The first ``count`` scenes of the study's val split as ``out_dir/val_NNNN.png``."""
     from PIL import Image
     out_dir.mkdir(parents=True, exist_ok=True)
-    split = render_split(count, SPLIT_SEEDS['val'])
+    split = render_split(count, SPLIT_SEEDS['val'], scene(Study()))
     files = []
     for index, image in enumerate(split.images.permute(0, 2, 3, 1).numpy()):
         files.append(out_dir / f'val_{index:04d}.png')
@@ -523,9 +541,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
         return dict(files=[str(f) for f in write_val_images(Path(args.write_val_images),
                                                             args.count)])
     study = QUICK if args.quick else Study()
-    overrides = {k: v for k, v in dict(pretrain_epochs=args.pretrain_epochs,
-                                       finetune_iters=args.finetune_iters,
-                                       pool=args.pool).items() if v is not None}
+    overrides = dict(pretrain_epochs=args.pretrain_epochs, finetune_iters=args.finetune_iters,
+                     pool=args.pool, budgets=args.budgets, seeds_smallest=args.seeds_smallest,
+                     lr_grid=args.lr_grid, texture_prob=args.texture_prob, clutter=args.clutter)
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()
+                 if v is not None}
     study = replace(study, **overrides)
     command = 'python tools/fcmae_study.py ' + ' '.join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
