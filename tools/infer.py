@@ -16,9 +16,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import mmcv  # noqa: E402
 import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
 
-from cnxv2_dense.utils import allow_mmengine_checkpoints  # noqa: E402
+from cnxv2_dense.utils import allow_mmengine_checkpoints, load_config  # noqa: E402
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -37,7 +36,7 @@ def list_images(path: Path) -> List[Path]:
 
 def build_predictor(config: str, checkpoint: str, device: str):
     """Return ``(predict(path) -> result, visualizer, scope)`` for the config's toolbox."""
-    scope = Config.fromfile(config).get('default_scope', 'mmdet')
+    scope = load_config(config).get('default_scope', 'mmdet')  # checks the toolbox is there
     if scope == 'mmseg':
         from mmseg.apis import inference_model, init_model
         from mmseg.visualization import SegLocalVisualizer

@@ -8,17 +8,33 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 
+from ..dependencies import missing_toolbox_error, require_toolbox, toolbox_of_distribution
+
 
 def load_config(config: str, launcher: str = 'none', cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None) -> Config:
     """Load a config and apply the overrides every tool shares (mmdet's tools do the same).
 
-    The work dir defaults to ``./work_dirs/<config name>``.
+    The work dir defaults to ``./work_dirs/<config name>``. The toolbox the config needs
+    (mmdet or mmsegmentation, both optional) must be installed at a supported version.
+
+    Raises:
+        DependencyError: The config inherits from, or is built by, a toolbox that is missing or
+            outside its supported range; the message says what to install.
     """
-    cfg = Config.fromfile(config)
+    try:
+        cfg = Config.fromfile(config)
+    except ModuleNotFoundError as err:
+        # mmengine resolves `mmdet::` / `mmseg::` bases by distribution name and fails with
+        # "<distribution> is not installed, please install <distribution> manually".
+        scope = toolbox_of_distribution(str(err).split(' ', 1)[0])
+        if scope is None:
+            raise
+        raise missing_toolbox_error(scope, f'{config} inherits from {scope}:: configs') from err
     cfg.launcher = launcher
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
+    require_toolbox(cfg.get('default_scope'))
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
