@@ -7,11 +7,12 @@ refused with :class:`UnsafeCheckpointError`, never retried unsafely. What is rea
 see ``docs/checkpoints.md``.
 """
 import argparse
+import pickle
 import re
 import urllib.parse
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Union
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from mmengine.logging import MMLogger, print_log
@@ -45,9 +46,54 @@ def checkpoint_safe_globals() -> List[Any]:
     return [*mmengine_checkpoint_globals(), argparse.Namespace]
 
 
-def _safe_globals_context() -> ContextManager:
+def _global_name(entry: Union[Any, Tuple[Any, str]]) -> Tuple[str, Any]:
+    """``(name pickle writes for it, object)`` of an allow-list entry, as torch names them."""
+    if isinstance(entry, tuple):
+        obj, name = entry
+        return name, obj
+    return f'{entry.__module__}.{entry.__qualname__}', entry
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds only allow-listed globals (the pickle docs' "Restricting
+    Globals"): torch's own weights-only set plus :func:`checkpoint_safe_globals`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from torch._weights_only_unpickler import _get_allowed_globals
+        self.allowed: Dict[str, Any] = dict(_get_allowed_globals())
+        self.allowed.update(_global_name(entry) for entry in checkpoint_safe_globals())
+
+    def find_class(self, module: str, name: str) -> Any:
+        full_name = f'{module}.{name}'
+        if full_name not in self.allowed:
+            raise pickle.UnpicklingError(
+                f'Unsupported global: GLOBAL {full_name} was not an allowed global')
+        return self.allowed[full_name]
+
+
+def _restricted_load(file: Any, **kwargs: Any) -> Any:
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+# What torch.load needs of a ``pickle_module``: it subclasses ``Unpickler`` and calls ``load``.
+RESTRICTED_PICKLE = SimpleNamespace(__name__='cnxv2_dense_restricted_pickle',
+                                    Unpickler=_RestrictedUnpickler, load=_restricted_load,
+                                    UnpicklingError=pickle.UnpicklingError)
+
+
+def _load_weights_only(path: Path) -> Any:
+    """``torch.load`` of tensors, plain containers and :func:`checkpoint_safe_globals` only."""
     safe_globals: Optional[Callable] = getattr(torch.serialization, 'safe_globals', None)
-    return safe_globals(checkpoint_safe_globals()) if safe_globals else nullcontext()
+    if safe_globals is not None:
+        with safe_globals(checkpoint_safe_globals()):
+            return torch.load(path, map_location='cpu', weights_only=True)
+    # NOTE: torch < 2.5 (2.1 is supported) has no way to extend the weights-only allow-list for
+    # one call, and its weights-only unpickler refuses mmengine's message hub and official
+    # training checkpoints' `args`. The same allow-list is enforced here by a restricted
+    # unpickler in place of pickle; torch still rebuilds the tensors and storages.
+    return torch.load(path, map_location='cpu', weights_only=False,
+                      pickle_module=RESTRICTED_PICKLE)
 
 
 def _looks_like_safetensors(head: bytes) -> bool:
@@ -84,7 +130,9 @@ def read_checkpoint(path: Union[str, Path]) -> Any:
 
     ``.safetensors`` files (recognised by suffix or content) are read with safetensors; anything
     else with ``torch.load(weights_only=True)``, which also allows the few harmless objects of
-    mmengine and official ConvNeXt V2 training checkpoints (:func:`checkpoint_safe_globals`).
+    mmengine and official ConvNeXt V2 training checkpoints (:func:`checkpoint_safe_globals`);
+    torch < 2.5 cannot widen that allow-list per call, and gets the same allow-list from a
+    restricted unpickler instead.
 
     Args:
         path (str | Path): The checkpoint file.
@@ -113,8 +161,7 @@ def read_checkpoint(path: Union[str, Path]) -> Any:
                 f'{path} is not a readable .safetensors file (truncated or damaged?): '
                 f'{_first_line(err)}') from err
     try:
-        with _safe_globals_context():
-            return torch.load(path, map_location='cpu', weights_only=True)
+        return _load_weights_only(path)
     except torch.serialization.pickle.UnpicklingError as err:
         message = str(err)
         # NOTE: torch raises UnpicklingError both for a forbidden global (the safety refusal)

@@ -7,8 +7,9 @@ and the cost of the upcast is negligible next to the convolutions and MLPs aroun
 Paper: "ConvNeXt V2: Co-designing and Scaling ConvNets with Masked Autoencoders",
 Woo et al., CVPR 2023 (arXiv 2301.00808).
 """
+import re
 from contextlib import nullcontext
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +18,37 @@ from torch import nn
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+def autocast_query() -> Callable[[str], bool]:
+    """``device_type -> whether autocast is on for it``, for the installed torch.
+
+    torch >= 2.4 answers ``torch.is_autocast_enabled(device_type)``; older versions (torch 2.1
+    is supported) take no argument there and mean CUDA, with one function per other device
+    (``is_autocast_cpu_enabled``, ``is_autocast_xpu_enabled``, ...). Looked up once.
+    """
+    is_enabled = torch.is_autocast_enabled
+    try:
+        is_enabled('cpu')
+        return is_enabled
+    except TypeError:  # torch < 2.4
+        pass
+    per_device = {'cuda': is_enabled}
+    for name in dir(torch):
+        found = re.fullmatch(r'is_autocast_(\w+)_enabled', name)
+        if found:
+            per_device[found.group(1)] = getattr(torch, name)
+
+    def legacy(device_type: str) -> bool:
+        query = per_device.get(device_type)
+        return bool(query()) if query is not None else False
+    return legacy
+
+
+_autocast_enabled = autocast_query()
+
+
 def fp32_region(x: torch.Tensor):
     """A context in which autocast is off for ``x``'s device, so ops run in the given dtype."""
-    if x.device.type != 'meta' and torch.is_autocast_enabled(x.device.type):
+    if x.device.type != 'meta' and _autocast_enabled(x.device.type):
         return torch.autocast(device_type=x.device.type, enabled=False)
     return nullcontext()
 
