@@ -1,9 +1,9 @@
 # Demo: Mask R-CNN with a ConvNeXt V2-atto backbone, trained from scratch on the embedded
 # synthetic shapes dataset (3 classes, 128 px, written by tools/make_demo_data.py).
 # Runs on CPU in about 19 minutes (2 cores) and reports COCO bbox / segm mAP (pycocotools)
-# on the val split; the measured numbers are in the README. It is a smoke-scale recipe, not a
-# COCO recipe: the detector is slimmed (64-channel FPN, small heads) so it trains quickly on 2
-# cores.
+# on the val split; the measured numbers are in docs/demo_experiments.md. It is a smoke-scale
+# recipe, not a COCO recipe: the detector is slimmed (64-channel FPN, small heads) so it trains
+# quickly on 2 cores.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',

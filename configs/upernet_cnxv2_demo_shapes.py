@@ -2,9 +2,9 @@
 # shapes dataset in its ADE20K-style layout (background + 3 classes, 128 px, 4000 training and
 # 100 val images, written by `python tools/make_demo_data.py --layout ade`). Runs on 2 CPU cores
 # in about 22 minutes and reports mIoU (mmseg's IoUMetric) on the val split; the measured numbers
-# are in the README, with a 7-minute variant (1200 iterations). It is a smoke-scale recipe, not
-# an ADE20K recipe: UperNet is slimmed (64 channels, BN instead of the GPU recipes' SyncBN, which
-# needs a GPU process group) so it trains quickly on 2 cores.
+# are in docs/demo_experiments.md, with a 7-minute variant (1200 iterations). It is a smoke-scale
+# recipe, not an ADE20K recipe: UperNet is slimmed (64 channels, BN instead of the GPU recipes'
+# SyncBN, which needs a GPU process group) so it trains quickly on 2 cores.
 _base_ = [
     'mmseg::_base_/models/upernet_convnext.py',
     'mmseg::_base_/datasets/ade20k.py',

@@ -2,8 +2,8 @@
 # (configs/upernet_cnxv2_demo_shapes.py: data, UperNet head, losses, schedule) with mmseg's
 # ResNet-18 (ResNetV1c, BN) from scratch as the backbone. It separates what the from-scratch
 # ConvNeXt V2 backbone reaches on the shapes data from what the rest of the pipeline allows;
-# the README quotes both. The demo's AdamW and gradient clipping, through mmengine's default
-# constructor: the layer-decay constructor needs ConvNeXt's layer ids.
+# docs/demo_experiments.md quotes both. The demo's AdamW and gradient clipping, through
+# mmengine's default constructor: the layer-decay constructor needs ConvNeXt's layer ids.
 _base_ = ['./upernet_cnxv2_demo_shapes.py']
 
 resnet_channels = [64, 128, 256, 512]

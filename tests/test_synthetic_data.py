@@ -82,7 +82,8 @@ def test_ade_layout_labels(tmp_path):
 
 
 def test_val_split_does_not_depend_on_the_number_of_training_images(tmp_path):
-    # The README compares seg demo runs on 400 and 4000 training images on the same val split.
+    # docs/demo_experiments.md compares seg demo runs on 400 and 4000 training images on the
+    # same val split.
     spec = SceneSpec(image_size=48)
     write_ade_shapes(tmp_path / 'few', num_train=2, num_val=3, spec=spec)
     write_ade_shapes(tmp_path / 'many', num_train=5, num_val=3, spec=spec)
@@ -116,8 +117,9 @@ def test_make_demo_data_keeps_refuses_and_rewrites(tmp_path, capsys):
 
 
 def test_make_demo_data_default_size_depends_on_the_layout(tmp_path):
-    """The seg demo needs 4000 training images (README); an ADE dataset written with fewer, as
-    earlier versions did, is refused with the command that rewrites it, not reused or replaced."""
+    """The seg demo needs 4000 training images (docs/demo_experiments.md); an ADE dataset
+    written with fewer, as earlier versions did, is refused with the command that rewrites it,
+    not reused or replaced."""
     from tools.make_demo_data import main, parse_args
     assert parse_args([]).num_train == 400  # coco, the detection demo
     assert parse_args(['--layout', 'ade']).num_train == 4000

@@ -21,7 +21,7 @@ from cnxv2_dense.datasets import (SceneSpec, layout_files, write_ade_shapes,  # 
 
 DEFAULT_ROOTS = {'coco': 'data/shapes_coco', 'ade': 'data/shapes_ade'}
 # The segmentation demo trains from scratch: on 400 images it stalls near 43 mIoU, on 4000 it
-# passes 50 (README, segmentation demo). Each image takes ~5 ms to write.
+# passes 50 (docs/demo_experiments.md). Each image takes ~5 ms to write.
 DEFAULT_NUM_TRAIN = {'coco': 400, 'ade': 4000}
 # What makes two datasets the same; recorded in the folder's `.complete` marker.
 SETTINGS = ('layout', 'num_train', 'num_val', 'image_size', 'seed')
