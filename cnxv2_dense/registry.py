@@ -5,6 +5,7 @@ mmseg configs (default scope ``mmseg``) both find our modules as ``type='cnxv2_d
 and nothing clashes with mmpretrain's ``ConvNeXt``.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -24,3 +25,6 @@ TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='cnxv2_dens
 # this scope, so the models need not import the checkpoint code that registers it.
 WEIGHT_INITIALIZERS = Registry('weight initializer', parent=MMENGINE_WEIGHT_INITIALIZERS,
                                scope='cnxv2_dense', locations=['cnxv2_dense.checkpoints'])
+# Hooks the tools put in place of mmengine's (`AtomicCheckpointHook`).
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='cnxv2_dense',
+                 locations=['cnxv2_dense.engine'])

@@ -145,6 +145,7 @@ def test_train_refuses_a_work_dir_with_checkpoints(tiny_detection_config, traine
     out = run_tool([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work), '--overwrite',
                     '--cfg-options', 'train_cfg.val_interval=100'])
     assert 'Epoch(train) [1]' in out
+    assert 'AtomicCheckpointHook' in out  # the tools write checkpoints through it
     assert (work / 'epoch_1.pth').read_bytes() != before[Path('epoch_1.pth')]
     assert Path((work / 'last_checkpoint').read_text().strip()) == work / 'epoch_1.pth'
 

@@ -31,10 +31,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 from cnxv2_dense.arch import ARCH_SETTINGS, TOTAL_STRIDE, parse_arch  # noqa: E402
 from cnxv2_dense.checkpoints import export_fcmae_backbone  # noqa: E402
+from cnxv2_dense.engine import build_runner  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
                                prepare_cpu_distributed, refuse_to_overwrite)
 
@@ -197,7 +197,7 @@ def main(argv: Optional[List[str]] = None) -> Optional[Path]:
     cfg = build_pretrain_config(args)
     refuse_to_overwrite(cfg, args.overwrite, 'tools/pretrain_fcmae.py')
     prepare_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     try:
         runner.train()
         dataset = runner.train_dataloader.dataset

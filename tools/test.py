@@ -14,9 +14,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
+from cnxv2_dense.engine import build_runner  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
                                load_config, prepare_cpu_distributed)
 
@@ -109,7 +108,7 @@ def main(argv=None) -> dict:
     allow_mmengine_checkpoints()
     cfg = build_test_config(args)
     prepare_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     try:
         return runner.test()
     finally:

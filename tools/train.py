@@ -17,9 +17,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
+from cnxv2_dense.engine import build_runner  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
                                load_config, prepare_cpu_distributed, refuse_to_overwrite)
 
@@ -84,7 +83,7 @@ def main(argv=None) -> None:
     cfg = build_train_config(args)
     refuse_to_overwrite(cfg, args.overwrite, 'tools/train.py')
     prepare_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     try:
         runner.train()
     finally:

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from ..utils.atomic_file import atomic_output
 from .formats import DECODER_KEY, split_prefix, strip_ddp_prefix
 from .reading import extract_state_dict, read_checkpoint
 from .shapes import arch_of
@@ -74,7 +75,6 @@ def export_fcmae_backbone(checkpoint: Union[str, Path], out_file: Union[str, Pat
         info.update({key: source_meta[key] for key in CARRIED_META if key in source_meta})
     info.update(meta or {})
     result = dict(state_dict={k: v.detach().cpu().clone() for k, v in state.items()}, meta=info)
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(result, out_file)
+    with atomic_output(out_file) as tmp:  # a kill while writing leaves no half-written file
+        torch.save(result, tmp)
     return result

@@ -1,0 +1,40 @@
+"""The Runner the tools build: the config's own, with checkpoints written safely."""
+from mmengine.config import Config, ConfigDict
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .checkpoint_hook import AtomicCheckpointHook
+
+ATOMIC_CHECKPOINT_HOOK = 'cnxv2_dense.AtomicCheckpointHook'
+# The names a config gives mmengine's hook (its own `default_runtime` files say 'CheckpointHook').
+_PLAIN_CHECKPOINT_HOOK = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
+
+
+def use_atomic_checkpoints(cfg: Config) -> None:
+    """Put :class:`AtomicCheckpointHook` in place of the config's ``CheckpointHook``, in place.
+
+    Its arguments are kept. A config without a checkpoint hook gets the one mmengine would add
+    (``interval=1``); one that turns it off (``checkpoint=None``) or names another hook type is
+    left as it is.
+    """
+    if cfg.get('default_hooks') is None:
+        cfg.default_hooks = ConfigDict()
+    hooks = cfg.default_hooks
+    if 'checkpoint' not in hooks:
+        hooks.checkpoint = ConfigDict(type=ATOMIC_CHECKPOINT_HOOK, interval=1)
+        return
+    hook = hooks.checkpoint
+    if hook is None or isinstance(hook, AtomicCheckpointHook):
+        return
+    if isinstance(hook, dict) and hook.get('type', 'CheckpointHook') in _PLAIN_CHECKPOINT_HOOK:
+        hook['type'] = ATOMIC_CHECKPOINT_HOOK
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The Runner the config describes (its ``runner_type`` or mmengine's), set up for the tools.
+
+    Checkpoints go through :func:`use_atomic_checkpoints`.
+    """
+    use_atomic_checkpoints(cfg)
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
