@@ -21,7 +21,7 @@ REQUIRED: Dict[str, str] = {
     'mmcv': '>=2.1.0,<2.2.0',
     'mmengine': '>=0.10.0,<1.0.0',
     'numpy': '>=1.24',
-    'pillow': '>=9.1',
+    'pillow': '>=9.3',  # the first with wheels for Python 3.11
     'safetensors': '>=0.4.0',  # timm / Hugging Face checkpoints
     'packaging': '>=20.0',  # the version checks below
 }
