@@ -1,8 +1,12 @@
 """tools/train.py, tools/test.py, --resume, the distributed launcher and tools/infer.py, run as a
 user would (subprocesses) on a tiny copy of the embedded dataset."""
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,7 +139,6 @@ def test_train_refuses_a_work_dir_with_checkpoints(tiny_detection_config, traine
     assert snapshot(work) == before  # stopped before the Runner wrote anything (logs included)
 
     # The same refusal from the command line: exit status 1, the message on stderr.
-    import subprocess
     proc = subprocess.run([PYTHON, 'tools/train.py', str(config), '--work-dir', str(work)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and '--overwrite' in proc.stderr
@@ -167,3 +170,70 @@ def test_pretrain_tool_refuses_a_work_dir_with_checkpoints(tmp_path):
     for flags in (['--resume'], ['--overwrite']):
         args = pretrain_fcmae.parse_args(argv + flags)
         refuse_to_overwrite(pretrain_fcmae.build_pretrain_config(args), args.overwrite)
+
+
+def processes() -> dict:
+    """pid -> (parent pid, state, start time) of every process, read from /proc."""
+    table = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f'/proc/{entry}/stat').read_text()
+        except OSError:  # ended while we looked
+            continue
+        fields = stat[stat.rindex(')') + 2:].split()  # after "pid (name) "
+        table[int(entry)] = (int(fields[1]), fields[0], fields[19])
+    return table
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f'/proc/{pid}/cmdline').read_bytes()
+    except OSError:
+        return b''
+
+
+def alive(pid: int, start_time: str) -> bool:
+    """The process is still running (not a zombie, and not a new process with a reused pid)."""
+    now = processes().get(pid)
+    return now is not None and now[1] != 'Z' and now[2] == start_time
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc; prctl is Linux')
+def test_a_killed_run_leaves_no_dataloader_worker_behind(tiny_detection_config, tmp_path):
+    """SIGKILL (the OOM killer, preemption) of the main process ends its dataloader workers
+    too; they used to stay alive, orphaned and blocked, holding their memory."""
+    config, _ = tiny_detection_config
+    proc = subprocess.Popen(
+        [PYTHON, 'tools/train.py', str(config), '--work-dir', str(tmp_path / 'work'),
+         '--cfg-options', 'train_dataloader.num_workers=1',
+         'train_dataloader.persistent_workers=True', 'train_cfg.max_epochs=1000',
+         'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1000'],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1'),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = {}
+    try:
+        deadline = time.monotonic() + 240
+        while not workers and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            # dataloader workers are forks of the main process: same command line
+            workers = {pid: start for pid, (ppid, _, start) in processes().items()
+                       if ppid == proc.pid and cmdline(pid) == cmdline(proc.pid)}
+        assert workers, f'no dataloader worker started (train.py exit status {proc.poll()})'
+        time.sleep(3)  # the worker is past its init and loading batches
+        assert all(alive(pid, start) for pid, start in workers.items())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        # NOTE: shorter than torch's own check of the parent (every 5 s, and only while the
+        # worker waits for work): what ends the workers here is the parent-death signal.
+        deadline = time.monotonic() + 3
+        while any(alive(pid, start) for pid, start in workers.items()):
+            assert time.monotonic() < deadline, f'workers {sorted(workers)} outlived the run'
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid, start in workers.items():  # leave nothing behind if the test failed
+            if alive(pid, start):
+                os.kill(pid, signal.SIGKILL)

@@ -1,10 +1,12 @@
-"""The Runner the tools build: the config's own, with checkpoints written safely."""
+"""The Runner the tools build: the config's own, with checkpoints written safely and dataloader
+workers that end with the run."""
 from mmengine.config import Config, ConfigDict
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint_hook import AtomicCheckpointHook
+from .workers import build_dataloaders_ending_with_parent
 
 ATOMIC_CHECKPOINT_HOOK = 'cnxv2_dense.AtomicCheckpointHook'
 # The names a config gives mmengine's hook (its own `default_runtime` files say 'CheckpointHook').
@@ -34,7 +36,11 @@ def use_atomic_checkpoints(cfg: Config) -> None:
 def build_runner(cfg: Config) -> Runner:
     """The Runner the config describes (its ``runner_type`` or mmengine's), set up for the tools.
 
-    Checkpoints go through :func:`use_atomic_checkpoints`.
+    Checkpoints go through :func:`use_atomic_checkpoints`; the workers of every dataloader the
+    Runner builds end when this process dies, even by SIGKILL
+    (:func:`~cnxv2_dense.engine.workers.build_dataloaders_ending_with_parent`).
     """
     use_atomic_checkpoints(cfg)
-    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    build_dataloaders_ending_with_parent(runner)
+    return runner

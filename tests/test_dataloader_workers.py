@@ -1,0 +1,79 @@
+"""Dataloader workers ask for a parent-death signal and keep mmengine's seeding (the kill of a
+whole training run is in test_tools.py)."""
+import ctypes
+import ctypes.util
+import signal
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.runner import Runner
+from torch.utils.data import Dataset
+
+from cnxv2_dense.engine import EndWithParent, end_workers_with_parent
+from cnxv2_dense.engine.workers import build_dataloaders_ending_with_parent
+
+PR_GET_PDEATHSIG = 2  # from <linux/prctl.h>
+
+
+def parent_death_signal() -> int:
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+    sig = ctypes.c_int(0)
+    assert libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0) == 0
+    return sig.value
+
+
+class WorkerReport(Dataset):
+    """Each item: the worker's parent-death signal and random draws from its generators."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return dict(signal=parent_death_signal(), torch=torch.rand(1).item(),
+                    numpy=float(np.random.rand()), seed=torch.initial_seed())
+
+
+def loader_cfg():
+    return dict(dataset=WorkerReport(), batch_size=1, num_workers=1,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                collate_fn=dict(type='pseudo_collate'))
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='prctl is Linux-only')
+def test_workers_get_the_signal_and_the_same_seeded_data():
+    plain = Runner.build_dataloader(loader_cfg(), seed=7)
+    ending = end_workers_with_parent(Runner.build_dataloader(loader_cfg(), seed=7))
+    assert isinstance(ending.worker_init_fn, EndWithParent)
+    assert ending.worker_init_fn.init_fn.func is plain.worker_init_fn.func  # mmengine's, chained
+    plain_items = [{k: v[0] for k, v in batch.items()} for batch in plain]  # batches of 1
+    ending_items = [{k: v[0] for k, v in batch.items()} for batch in ending]
+    assert {item['signal'] for item in plain_items} == {0}
+    assert {item['signal'] for item in ending_items} == {int(signal.SIGKILL)}
+    # mmengine's worker seed (seed + worker id for one process) and the same draws as without
+    assert {item['seed'] for item in ending_items} == {7}
+    for key in ('torch', 'numpy'):
+        assert [i[key] for i in ending_items] == [i[key] for i in plain_items]
+
+
+def test_wrapping_is_idempotent_and_skips_loaders_without_workers():
+    loader = Runner.build_dataloader(loader_cfg(), seed=0)
+    end_workers_with_parent(loader)
+    chained = loader.worker_init_fn
+    end_workers_with_parent(loader)
+    assert loader.worker_init_fn is chained  # not wrapped twice
+    in_process = Runner.build_dataloader(dict(loader_cfg(), num_workers=0), seed=0)
+    init = in_process.worker_init_fn
+    assert end_workers_with_parent(in_process).worker_init_fn is init
+
+
+def test_every_loader_a_runner_builds_is_wrapped():
+    class Holder:  # what build_dataloaders_ending_with_parent needs of a Runner
+        build_dataloader = staticmethod(Runner.build_dataloader)
+
+    runner = Holder()
+    build_dataloaders_ending_with_parent(runner)
+    loader = runner.build_dataloader(loader_cfg(), seed=3, diff_rank_seed=False)
+    assert isinstance(loader.worker_init_fn, EndWithParent)
+    assert loader.worker_init_fn.init_fn.keywords['seed'] == 3
