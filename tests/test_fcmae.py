@@ -18,7 +18,8 @@ from cnxv2_dense.checkpoints import arch_of, export_fcmae_backbone, fcmae_to_bac
 from cnxv2_dense.models import FCMAE, ConvNeXtV2, parse_arch
 from cnxv2_dense.registry import DATASETS, MODELS, TRANSFORMS
 
-from .conftest import ROOT, TINY_ARCH
+from .conftest import (ROOT, TINY_ARCH, assert_same_weights, final_weights,
+                       run_killed_after_first_checkpoint, run_tool)
 
 FCMAE_CONFIGS = {'atto': 'fcmae_cnxv2_atto_in1k.py', 'tiny': 'fcmae_cnxv2_t_in1k.py',
                  'base': 'fcmae_cnxv2_b_in1k.py', 'large': 'fcmae_cnxv2_l_in1k.py'}
@@ -521,6 +522,24 @@ def test_pretrain_tool_end_to_end(tmp_path):
                                  '--out', str(tmp_path / 'vis'), '--image-size', '64'])
     grid = np.asarray(Image.open(pngs[0]))
     assert grid.shape == (64 + visualize_fcmae.TITLE_HEIGHT, 4 * 64 + 3 * visualize_fcmae.GAP, 3)
+
+
+def test_killed_and_resumed_pretraining_ends_like_an_uninterrupted_one(tmp_path):
+    """SIGKILL after the first epoch's checkpoint, then --resume: the final FCMAE weights equal an
+    uninterrupted run's bit for bit (the masks and crops draw from the checkpoint's generators)."""
+    write_image_tree(tmp_path)
+    pretrain = [sys.executable, 'tools/pretrain_fcmae.py', str(tmp_path / 'imgs'),
+                '--arch-dict', '{"depths": [1, 1, 2, 1], "dims": [8, 16, 32, 64]}',
+                '--image-size', '64', '--epochs', '4', '--save-interval', '1', '--batch-size', '2',
+                '--num-workers', '0', '--decoder-dim', '32']
+    run_tool([*pretrain, '--work-dir', str(tmp_path / 'whole')], OMP_NUM_THREADS='1')
+    killed = tmp_path / 'killed'
+    run_killed_after_first_checkpoint([*pretrain, '--work-dir', str(killed)], killed)
+    out = run_tool([*pretrain, '--work-dir', str(killed), '--resume', str(killed / 'epoch_1.pth')],
+                   OMP_NUM_THREADS='1')
+    assert 'resumed epoch: 1' in out and 'Restored the random states' in out
+    assert_same_weights(final_weights(killed / 'epoch_4.pth'),
+                        final_weights(tmp_path / 'whole' / 'epoch_4.pth'))
 
 
 def test_norm_pix_loss_is_on_by_default_and_can_be_turned_off(tmp_path):

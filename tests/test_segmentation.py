@@ -17,7 +17,8 @@ from PIL import Image
 from cnxv2_dense.datasets import PALETTE, SceneSpec, write_ade_shapes
 from cnxv2_dense.utils import allow_mmengine_checkpoints
 
-from .conftest import ROOT, TINY_ARCH, run_tool
+from .conftest import (ROOT, TINY_ARCH, assert_same_weights, final_weights,
+                       run_killed_after_first_checkpoint, run_tool)
 
 PYTHON = sys.executable
 CONFIGS = Path(ROOT) / 'configs'
@@ -330,6 +331,27 @@ def test_train_test_resume_and_infer(tiny_seg_config, tmp_path):
     image = np.asarray(Image.open(data / 'images' / 'validation' / '000000.png').convert('RGB'))
     assert overlay.shape == image.shape == (64, 64, 3)
     assert not np.array_equal(overlay, image)  # the colour-coded prediction is blended in
+
+
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_seg_config, tmp_path):
+    """SIGKILL after the first checkpoint (iteration 2), then --resume: the final weights equal an
+    uninterrupted run's bit for bit. The main process's generators come from the checkpoint; the
+    dataloader worker (num_workers=1) is seeded anew and replays the skipped batches, so its
+    random crops and flips continue as in the uninterrupted run."""
+    config, _ = tiny_seg_config
+    train = [PYTHON, 'tools/train.py', str(config)]
+    options = ['train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True']
+    run_tool([*train, '--work-dir', str(tmp_path / 'whole'), '--cfg-options', *options],
+             OMP_NUM_THREADS='1')
+    killed = tmp_path / 'killed'
+    run_killed_after_first_checkpoint(
+        [*train, '--work-dir', str(killed), '--cfg-options', *options, 'train_cfg.max_iters=1000'],
+        killed)
+    out = run_tool([*train, '--work-dir', str(killed), '--resume', str(killed / 'iter_2.pth'),
+                    '--cfg-options', *options], OMP_NUM_THREADS='1')
+    assert 'resumed epoch: 0, iter: 2' in out and 'Restored the random states' in out
+    assert_same_weights(final_weights(killed / 'iter_4.pth'),
+                        final_weights(tmp_path / 'whole' / 'iter_4.pth'))
 
 
 def free_port() -> int:

@@ -1,14 +1,16 @@
-"""The Runner the tools build: the config's own, with checkpoints written safely and dataloader
-workers that end with the run."""
+"""The Runner the tools build: the config's own, with checkpoints written safely that carry the
+random states, and dataloader workers that end with the run."""
 from mmengine.config import Config, ConfigDict
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint_hook import AtomicCheckpointHook
+from .random_state_hook import RandomStateHook
 from .workers import build_dataloaders_ending_with_parent
 
 ATOMIC_CHECKPOINT_HOOK = 'cnxv2_dense.AtomicCheckpointHook'
+RANDOM_STATE_HOOK = 'cnxv2_dense.RandomStateHook'
 # The names a config gives mmengine's hook (its own `default_runtime` files say 'CheckpointHook').
 _PLAIN_CHECKPOINT_HOOK = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
 
@@ -33,14 +35,26 @@ def use_atomic_checkpoints(cfg: Config) -> None:
         hook['type'] = ATOMIC_CHECKPOINT_HOOK
 
 
+def save_random_states(cfg: Config) -> None:
+    """Add :class:`~cnxv2_dense.engine.random_state_hook.RandomStateHook` to the config's
+    ``custom_hooks`` (in place) unless it is there."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(isinstance(hook, dict) and hook.get('type') in (RANDOM_STATE_HOOK, RandomStateHook)
+               or isinstance(hook, RandomStateHook) for hook in hooks):
+        hooks.append(ConfigDict(type=RANDOM_STATE_HOOK))
+    cfg.custom_hooks = hooks
+
+
 def build_runner(cfg: Config) -> Runner:
     """The Runner the config describes (its ``runner_type`` or mmengine's), set up for the tools.
 
-    Checkpoints go through :func:`use_atomic_checkpoints`; the workers of every dataloader the
+    Checkpoints go through :func:`use_atomic_checkpoints` and carry the random states
+    (:func:`save_random_states`), restored on resume; the workers of every dataloader the
     Runner builds end when this process dies, even by SIGKILL
     (:func:`~cnxv2_dense.engine.workers.build_dataloaders_ending_with_parent`).
     """
     use_atomic_checkpoints(cfg)
+    save_random_states(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     build_dataloaders_ending_with_parent(runner)
     return runner
