@@ -1,15 +1,20 @@
 """Random states travel in checkpoints: a resumed run draws what the uninterrupted one drew
 (the killed-and-resumed tools are in test_tools.py, test_segmentation.py and test_fcmae.py)."""
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
+from mmengine.config import Config
+from mmengine.registry import HOOKS, DefaultScope
 from mmengine.runner import Runner
 
-from cnxv2_dense.engine import RandomStateHook, get_random_states, set_random_states
+from cnxv2_dense.engine import (AtomicCheckpointHook, RandomStateHook, get_random_states,
+                                set_random_states)
 from cnxv2_dense.utils import allow_mmengine_checkpoints
 
+from .conftest import ROOT
 from .test_atomic_checkpoints import ToyData, ToyModel
 
 
@@ -89,3 +94,16 @@ def test_loading_weights_to_fine_tune_keeps_the_fresh_seeding(tmp_path):
     without = trained_weight(noisy_runner(tmp_path / 'b', max_iters=2, load_from=source,
                                           hooks=False))
     assert torch.equal(with_hook, without)
+
+
+def test_the_config_lines_in_docs_build_both_hooks():
+    """docs/runs.md shows how a config names the hooks for mmdet's / mmseg's own tools."""
+    text = (Path(ROOT) / 'docs' / 'runs.md').read_text()
+    blocks = re.findall(r'```python\n(.*?)```', text, flags=re.S)
+    assert len(blocks) == 1
+    cfg = Config.fromstring(blocks[0], '.py')
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        checkpoint = HOOKS.build(cfg.default_hooks.checkpoint)
+        custom = [HOOKS.build(hook) for hook in cfg.custom_hooks]
+    assert isinstance(checkpoint, AtomicCheckpointHook) and checkpoint.interval == 1
+    assert [type(hook) for hook in custom] == [RandomStateHook]
