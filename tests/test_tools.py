@@ -259,3 +259,22 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_detection_co
     assert 'resumed epoch: 1' in out and 'Restored the random states' in out
     assert_same_weights(final_weights(killed / 'epoch_2.pth'),
                         final_weights(tmp_path / 'whole' / 'epoch_2.pth'))
+
+
+def test_demo_passes_resume_and_overwrite_to_train(monkeypatch, tmp_path):
+    """tools/demo.py trains through tools/train.py; a second demo in the same work dir needs the
+    same choice, so it takes --resume / --overwrite and hands them on."""
+    import tools.make_demo_data as make_demo_data
+    import tools.train as train
+    from tools import demo
+    calls = []
+    monkeypatch.setattr(make_demo_data, 'main', lambda argv: None)  # data are not the point
+    monkeypatch.setattr(train, 'main', calls.append)
+    work = str(tmp_path / 'demo')
+    for flags in ([], ['--resume'], ['--overwrite']):
+        assert demo.main(['--work-dir', work, *flags]) == []  # no metrics: nothing trained
+    config = str(demo.TASKS['det'].config)
+    assert calls == [[config, '--work-dir', work], [config, '--work-dir', work, '--resume'],
+                     [config, '--work-dir', work, '--overwrite']]
+    with pytest.raises(SystemExit):  # one or the other
+        demo.main(['--resume', '--overwrite'])
