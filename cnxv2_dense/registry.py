@@ -6,6 +6,7 @@ and nothing clashes with mmpretrain's ``ConvNeXt``.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -28,3 +29,6 @@ WEIGHT_INITIALIZERS = Registry('weight initializer', parent=MMENGINE_WEIGHT_INIT
 # Hooks the tools put in place of mmengine's (`AtomicCheckpointHook`).
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='cnxv2_dense',
                  locations=['cnxv2_dense.engine'])
+# Metrics the tools put in place of the toolboxes' (`CocoMetric`); their module imports mmdet.
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='cnxv2_dense',
+                   locations=['cnxv2_dense.evaluation.coco_metric'])

@@ -25,7 +25,13 @@ def tiny_detection_config(tmp_path_factory):
     """A custom-data config in the user's style: inherit the demo config, point it at data."""
     root = tmp_path_factory.mktemp('tools')
     data = root / 'data'
-    write_coco_shapes(data, num_train=8, num_val=4, spec=SceneSpec(image_size=64), seed=3)
+    ann_files = write_coco_shapes(data, num_train=8, num_val=4, spec=SceneSpec(image_size=64),
+                                  seed=3)
+    # Written as many converters write COCO files: without the optional `info` / `licenses`
+    # (mmdet's CocoMetric failed on them at the first validation; the tools' metric does not).
+    val = json.loads(ann_files['val'].read_text())
+    del val['info'], val['licenses']
+    ann_files['val'].write_text(json.dumps(val))
     config = root / 'tiny_mask_rcnn.py'
     config.write_text(f'''
 _base_ = [{str(Path(ROOT) / 'configs' / 'mask_rcnn_cnxv2_demo_shapes.py')!r}]

@@ -11,6 +11,9 @@ from .workers import build_dataloaders_ending_with_parent
 
 ATOMIC_CHECKPOINT_HOOK = 'cnxv2_dense.AtomicCheckpointHook'
 RANDOM_STATE_HOOK = 'cnxv2_dense.RandomStateHook'
+COCO_METRIC = 'cnxv2_dense.CocoMetric'
+# The names a config gives mmdet's COCO metric (mmdet's `_base_` datasets say 'CocoMetric').
+_MMDET_COCO_METRIC = ('CocoMetric', 'mmdet.CocoMetric')
 # The names a config gives mmengine's hook (its own `default_runtime` files say 'CheckpointHook').
 _PLAIN_CHECKPOINT_HOOK = ('CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook)
 
@@ -45,16 +48,32 @@ def save_random_states(cfg: Config) -> None:
     cfg.custom_hooks = hooks
 
 
+def accept_coco_files_without_info(cfg: Config) -> None:
+    """Put :class:`cnxv2_dense.evaluation.coco_metric.CocoMetric` in place of mmdet's
+    ``CocoMetric`` in the val and test evaluators (in place), arguments kept.
+
+    It evaluates annotation files that leave out the optional ``info`` / ``licenses`` keys, where
+    mmdet's metric fails at the first validation.
+    """
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluators = cfg.get(key)
+        for evaluator in evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]:
+            if isinstance(evaluator, dict) and evaluator.get('type') in _MMDET_COCO_METRIC:
+                evaluator['type'] = COCO_METRIC
+
+
 def build_runner(cfg: Config) -> Runner:
     """The Runner the config describes (its ``runner_type`` or mmengine's), set up for the tools.
 
     Checkpoints go through :func:`use_atomic_checkpoints` and carry the random states
     (:func:`save_random_states`), restored on resume; the workers of every dataloader the
     Runner builds end when this process dies, even by SIGKILL
-    (:func:`~cnxv2_dense.engine.workers.build_dataloaders_ending_with_parent`).
+    (:func:`~cnxv2_dense.engine.workers.build_dataloaders_ending_with_parent`); COCO files
+    without ``info`` / ``licenses`` are evaluated (:func:`accept_coco_files_without_info`).
     """
     use_atomic_checkpoints(cfg)
     save_random_states(cfg)
+    accept_coco_files_without_info(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     build_dataloaders_ending_with_parent(runner)
     return runner
