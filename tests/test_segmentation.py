@@ -1,8 +1,11 @@
 """UperNet segmentation configs and tools: every config builds with its recipe and optimizer
 wrapper, a loss step and a sliding-window predict step run, and tools/train.py, tools/test.py,
 --resume, tools/infer.py and the distributed launcher run a segmentation config on CPU."""
+import os
 import re
+import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -352,6 +355,39 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_seg_config, 
     assert 'resumed epoch: 0, iter: 2' in out and 'Restored the random states' in out
     assert_same_weights(final_weights(killed / 'iter_4.pth'),
                         final_weights(tmp_path / 'whole' / 'iter_4.pth'))
+
+
+def test_train_names_bad_label_maps_before_training(tiny_seg_config, tmp_path):
+    """A label map with a value that is no class stops train.py before the Runner is built (not
+    at the iteration that first draws it), naming the file; --skip-data-check trains anyway."""
+    from tools import train
+
+    from cnxv2_dense.datasets.synthetic_shapes import ade_dirs
+    config, data = tiny_seg_config
+    copy = tmp_path / 'data'
+    shutil.copytree(data, copy)
+    _, labels = ade_dirs(copy, 'training')
+    bad = sorted(labels.glob('*.png'))[5]
+    values = np.asarray(Image.open(bad)).copy()
+    values[0, :3] = 7  # the demo has 4 classes (background and three shapes)
+    Image.fromarray(values).save(bad)
+    work = tmp_path / 'work'
+    argv = [str(config), '--work-dir', str(work), '--cfg-options',
+            f'train_dataloader.dataset.data_root={copy}/',
+            f'val_dataloader.dataset.data_root={copy}/']
+    with pytest.raises(SystemExit) as stop:
+        train.main(argv)
+    message = str(stop.value.code)
+    assert '1 label map(s)' in message and f'{bad}: values [7]' in message
+    assert '--skip-data-check' in message
+    assert not work.exists()  # stopped before anything was built or written
+    # Without the check, training starts and stops at the first batch holding that map, with
+    # torch's message and no file name (what the check replaces).
+    proc = subprocess.run([PYTHON, 'tools/train.py', *argv, '--skip-data-check'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1'))
+    assert proc.returncode != 0 and 'out of bounds' in proc.stderr
+    assert bad.name not in proc.stderr
 
 
 def free_port() -> int:
