@@ -378,7 +378,7 @@ def test_train_names_bad_label_maps_before_training(tiny_seg_config, tmp_path):
     with pytest.raises(SystemExit) as stop:
         train.main(argv)
     message = str(stop.value.code)
-    assert '1 label map(s)' in message and f'{bad}: values [7]' in message
+    assert '1 problem(s)' in message and f'{bad}: values [7]' in message
     assert '--skip-data-check' in message
     assert not work.exists()  # stopped before anything was built or written
     # Without the check, training starts and stops at the first batch holding that map, with

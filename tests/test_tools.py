@@ -284,3 +284,19 @@ def test_demo_passes_resume_and_overwrite_to_train(monkeypatch, tmp_path):
                      [config, '--work-dir', work, '--overwrite']]
     with pytest.raises(SystemExit):  # one or the other
         demo.main(['--resume', '--overwrite'])
+
+
+def test_train_checks_the_detection_data_first(tiny_detection_config, tmp_path):
+    """Data that would stop or spoil training stops train.py before the Runner is built."""
+    from tools import train
+    config, data = tiny_detection_config
+    work = tmp_path / 'work'
+    with pytest.raises(SystemExit) as stop:
+        train.main([str(config), '--work-dir', str(work), '--cfg-options',
+                    'model.roi_head.bbox_head.num_classes=5',
+                    f'val_dataloader.dataset.data_root={tmp_path}/elsewhere/'])
+    message = str(stop.value.code)
+    assert '2 problem(s) in the data of' in message and str(config) in message
+    assert 'model.roi_head.bbox_head.num_classes is 5' in message
+    assert f'{tmp_path}/elsewhere/annotations/instances_val.json does not exist' in message
+    assert not work.exists()

@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
+from cnxv2_dense.datasets.coco_check import detection_data_problems  # noqa: E402
 from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems  # noqa: E402
 from cnxv2_dense.engine import build_runner  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
@@ -36,8 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='resume from the given checkpoint, or from the latest one in the '
                         'work dir when no path is given')
     parser.add_argument('--skip-data-check', action='store_true',
-                        help='segmentation: do not read every label map before training (they '
-                        'are checked for colours, JPEG, sizes and values that are no class)')
+                        help='do not check the data before training (detection: COCO files, '
+                        'images and classes; segmentation: every label map)')
     parser.add_argument('--overwrite', action='store_true',
                         help='train even though the work dir holds checkpoints of an earlier '
                         'run (they are overwritten where names match); without it such a run '
@@ -82,13 +83,16 @@ def build_train_config(args: argparse.Namespace) -> Config:
 
 
 def check_data(cfg: Config) -> None:
-    """Stop before training when label maps would stop it later (segmentation configs)."""
-    problems = segmentation_data_problems(cfg)
+    """Stop before training on data that would stop or spoil it later, naming each problem:
+    COCO files, image folders and classes of detection configs, label maps of segmentation ones.
+    """
+    problems = detection_data_problems(cfg) + segmentation_data_problems(cfg)
     if problems:
         shown = '\n  '.join(problems[:20])
         more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
-        raise SystemExit(f'error: {len(problems)} label map(s) would stop training when first '
-                         f'drawn:\n  {shown}{more}\n(--skip-data-check trains without this check)')
+        raise SystemExit(f'error: {len(problems)} problem(s) in the data of {cfg.filename} would '
+                         f'stop or spoil training:\n  {shown}{more}\n'
+                         '(--skip-data-check trains without this check)')
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,87 @@
+"""Detection data checked before training: missing files, classes that are not the file's
+categories, annotations of unlisted images, missing images and heads with another number of
+classes are named with their fix instead of surfacing late (or never)."""
+import json
+
+import pytest
+from mmengine.config import Config
+
+from cnxv2_dense.datasets import CLASSES, SceneSpec, write_coco_shapes
+from cnxv2_dense.datasets.coco_check import check_coco_dataset, detection_data_problems
+
+from .conftest import ROOT
+
+DEMO = f'{ROOT}/configs/mask_rcnn_cnxv2_demo_shapes.py'
+
+
+@pytest.fixture
+def coco(tmp_path):
+    ann_files = write_coco_shapes(tmp_path, num_train=4, num_val=2, spec=SceneSpec(image_size=64))
+    return tmp_path, ann_files['train']
+
+
+def edit(ann_file, change) -> None:
+    data = json.loads(ann_file.read_text())
+    change(data)
+    ann_file.write_text(json.dumps(data))
+
+
+def check(root, ann_file, classes=CLASSES):
+    return check_coco_dataset(str(ann_file), str(root / 'train'), classes,
+                              'train_dataloader.dataset')
+
+
+def test_the_written_demo_data_pass(coco):
+    assert check(*coco) == []
+
+
+def test_missing_annotation_file_and_image_folder(coco, tmp_path):
+    root, ann_file = coco
+    [problem] = check(root, tmp_path / 'nope.json')
+    assert 'train_dataloader.dataset.ann_file' in problem and 'nope.json does not exist' in problem
+    [problem] = check_coco_dataset(str(ann_file), str(tmp_path / 'images'), CLASSES, 'x')
+    assert 'x.data_prefix.img' in problem and 'is not a folder' in problem
+
+
+def test_classes_that_are_not_categories(coco):
+    [problem] = check(*coco, classes=('circle', 'Square', 'hexagon'))
+    assert "['Square', 'hexagon']" in problem and "'square'" in problem
+    assert 'metainfo=dict(classes=...)' in problem
+
+
+def test_annotations_of_unlisted_images_and_missing_image_files(coco):
+    root, ann_file = coco
+    edit(ann_file, lambda d: d['annotations'].append(dict(d['annotations'][0], id=999,
+                                                          image_id=77)))
+    (root / 'train' / json.loads(ann_file.read_text())['images'][1]['file_name']).unlink()
+    problems = check(root, ann_file)
+    assert len(problems) == 2
+    assert 'image ids [77]' in problems[0]
+    assert '1 of its 4 images are not in' in problems[1]
+
+
+def test_unreadable_and_incomplete_files(coco):
+    root, ann_file = coco
+    edit(ann_file, lambda d: d.pop('categories'))
+    assert 'no categories' in check(root, ann_file)[0]
+    ann_file.write_text('{"images": [')
+    assert 'not a readable JSON file' in check(root, ann_file)[0]
+
+
+def test_config_level_check_names_heads_with_another_number_of_classes(coco):
+    root, _ = coco
+    cfg = Config.fromfile(DEMO)
+    for key in ('train_dataloader', 'val_dataloader'):
+        cfg[key].dataset.data_root = f'{root}/'
+    assert detection_data_problems(cfg) == []
+    cfg.model.roi_head.mask_head.num_classes = 80
+    [problem] = detection_data_problems(cfg)
+    assert problem.startswith('model.roi_head.mask_head.num_classes is 80')
+    assert '3 classes' in problem
+    # A shipped COCO config pointed at a folder without COCO names the missing file.
+    full = Config.fromfile(f'{ROOT}/configs/mask_rcnn_cnxv2_t_coco.py')
+    for key in ('train_dataloader', 'val_dataloader'):
+        full[key].dataset.data_root = f'{root}/nothing/'
+    problems = detection_data_problems(full)
+    assert 'instances_train2017.json does not exist' in problems[0]
+    assert len(problems) == 2  # train and val
