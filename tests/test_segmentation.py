@@ -390,6 +390,17 @@ def test_train_names_bad_label_maps_before_training(tiny_seg_config, tmp_path):
     assert bad.name not in proc.stderr
 
 
+def test_heads_with_another_number_of_classes_are_named(tiny_seg_config):
+    from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems
+    config, _ = tiny_seg_config
+    cfg = Config.fromfile(str(config))
+    assert segmentation_data_problems(cfg) == []
+    cfg.model.auxiliary_head.num_classes = 150  # left at ADE20K's by a copied config
+    [problem] = segmentation_data_problems(cfg)
+    assert problem.startswith('model.auxiliary_head.num_classes is 150')
+    assert 'has 4 classes' in problem
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))

@@ -109,7 +109,8 @@ def _data_infos(dataset) -> Iterable[dict]:
 
 
 def segmentation_data_problems(cfg) -> List[str]:
-    """Check the label maps of a segmentation config's train and val datasets.
+    """Check the label maps of a segmentation config's train and val datasets, and that its heads
+    have as many classes as the training set.
 
     Builds the datasets as the Runner would (file lists only) and checks each label map against
     the decode head's ``num_classes`` and ``ignore_index``. Configs that are not mmseg's, or
@@ -138,6 +139,16 @@ def segmentation_data_problems(cfg) -> List[str]:
             if not loader or not loader.get('dataset'):
                 continue
             dataset = DATASETS.build(loader['dataset'])
+            classes = dataset.metainfo.get('classes') or ()
+            for name in ('decode_head', 'auxiliary_head'):
+                other = cfg.model.get(name)
+                for index, one in enumerate(other if isinstance(other, list) else [other]):
+                    count = one.get('num_classes') if isinstance(one, dict) else None
+                    if key == 'train_dataloader' and classes and count not in (None,
+                                                                               len(classes)):
+                        where = f'model.{name}' + (f'[{index}]' if isinstance(other, list) else '')
+                        problems.append(f'{where}.num_classes is {count} but {key}.dataset has '
+                                        f'{len(classes)} classes; set it to len(classes)')
             problems += check_label_maps(_data_infos(dataset), head['num_classes'],
                                          head.get('ignore_index', 255))
     return problems
