@@ -5,6 +5,7 @@ import json
 
 import pytest
 from mmengine.config import Config
+from PIL import Image
 
 from cnxv2_dense.datasets import CLASSES, SceneSpec, write_coco_shapes
 from cnxv2_dense.datasets.coco_check import check_coco_dataset, detection_data_problems
@@ -85,3 +86,27 @@ def test_config_level_check_names_heads_with_another_number_of_classes(coco):
     problems = detection_data_problems(full)
     assert 'instances_train2017.json does not exist' in problems[0]
     assert len(problems) == 2  # train and val
+
+
+def test_empty_foreign_truncated_and_resized_images_are_named(coco):
+    root, ann_file = coco
+    names = [image['file_name'] for image in json.loads(ann_file.read_text())['images']]
+    (root / 'train' / names[0]).write_bytes(b'')
+    (root / 'train' / names[1]).write_text('<html>404 not found</html>')
+    png = (root / 'train' / names[2]).read_bytes()
+    (root / 'train' / names[2]).write_bytes(png[:len(png) // 2])
+    Image.open(root / 'train' / names[3]).resize((32, 64)).save(root / 'train' / names[3])
+    problems = check(root, ann_file)
+    assert len(problems) == 4
+    for name, problem in zip(names, problems):
+        assert problem.startswith(str(root / 'train' / name))
+    assert all('not a readable image' in p for p in problems[:3])
+    assert '32x64 pixels, but the annotation file records 64x64' in problems[3]
+
+
+def test_grayscale_and_rgba_images_pass(coco):
+    root, ann_file = coco
+    names = [image['file_name'] for image in json.loads(ann_file.read_text())['images']]
+    for name, mode in zip(names, ('L', 'RGBA')):
+        Image.open(root / 'train' / name).convert(mode).save(root / 'train' / name)
+    assert check(root, ann_file) == []

@@ -4,12 +4,17 @@ Each of these otherwise shows up late or not at all: an annotation file or image
 config names but that is not there (an error after the model is built), classes that are not
 among the file's categories (mmdet matches them by name and silently trains on no boxes of that
 class), annotations of images the file does not list, image files that are missing (an error at
-the first batch that draws one, maybe hours in), and heads whose ``num_classes`` is not the
-number of classes (wrong logits, or an index error in the loss).
+the first batch that draws one, maybe hours in), image files that are empty, not images or
+truncated PNGs, or whose size is not the one the file records (masks are drawn at the recorded
+size), and heads whose ``num_classes`` is not the number of classes (wrong logits, or an index
+error in the loss).
 """
 import json
 import os.path as osp
-from typing import Iterator, List, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, List, Optional, Sequence
+
+from PIL import Image
 
 # Dataset wrappers (RepeatDataset, ConcatDataset, MultiImageMixDataset, ...) hold the dataset
 # under one of these keys.
@@ -84,7 +89,41 @@ def check_coco_dataset(ann_file: str, image_dir: str, classes: Sequence[str], wh
         problems.append(f'{ann_file}: {len(missing)} of its {len(data["images"])} images are not '
                         f'in {image_dir}: {missing[:max_listed]}'
                         f'{" ..." if len(missing) > max_listed else ""}')
-    return problems
+    return problems + _image_problems(image_dir, data['images'], max_listed)
+
+
+def image_problem(path: str, size: Optional[Sequence[int]] = None) -> Optional[str]:
+    """Why ``path`` is no usable image (empty, not an image, a damaged PNG), or has not the
+    recorded ``(width, height)``; None when it is fine. Reads the header (a PNG through its
+    checksums), not the pixels, so a truncated JPEG is not noticed."""
+    try:
+        with Image.open(path) as image:
+            actual = image.size
+            image.verify()
+    except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
+        return f'{path}: not a readable image ({type(err).__name__}: {err})'
+    if size is not None and tuple(actual) != tuple(size):
+        return (f'{path}: {actual[0]}x{actual[1]} pixels, but the annotation file records '
+                f'{size[0]}x{size[1]}; fix width / height there (masks are drawn at that size)')
+    return None
+
+
+def _image_problems(image_dir: str, images: List[dict], max_listed: int) -> List[str]:
+    """Problems of the images present in ``image_dir`` (checked in parallel threads: I/O)."""
+    def one(image):
+        path = osp.join(image_dir, str(image.get('file_name')))
+        if not osp.isfile(path):
+            return None
+        recorded = (image['width'], image['height']) if 'width' in image and 'height' in image \
+            else None
+        return image_problem(path, recorded)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = [p for p in pool.map(one, images) if p is not None]
+    listed = found[:max_listed]
+    if len(found) > max_listed:
+        listed.append(f'... and {len(found) - max_listed} more images like these')
+    return listed
 
 
 def _head_class_counts(model_cfg) -> Iterator[tuple]:
