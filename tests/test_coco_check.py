@@ -110,3 +110,4 @@ def test_grayscale_and_rgba_images_pass(coco):
     for name, mode in zip(names, ('L', 'RGBA')):
         Image.open(root / 'train' / name).convert(mode).save(root / 'train' / name)
     assert check(root, ann_file) == []
+

@@ -296,7 +296,7 @@ def test_train_checks_the_detection_data_first(tiny_detection_config, tmp_path):
                     'model.roi_head.bbox_head.num_classes=5',
                     f'val_dataloader.dataset.data_root={tmp_path}/elsewhere/'])
     message = str(stop.value.code)
-    assert '2 problem(s) in the data of' in message and str(config) in message
+    assert '2 problem(s) in the inputs of' in message and str(config) in message
     assert 'model.roi_head.bbox_head.num_classes is 5' in message
     assert f'{tmp_path}/elsewhere/annotations/instances_val.json does not exist' in message
     assert not work.exists()

@@ -23,6 +23,7 @@ from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems  # n
 from cnxv2_dense.engine import build_runner  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
                                load_config, prepare_cpu_distributed, refuse_to_overwrite)
+from cnxv2_dense.utils.config_check import missing_checkpoint_files  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,15 +84,17 @@ def build_train_config(args: argparse.Namespace) -> Config:
 
 
 def check_data(cfg: Config) -> None:
-    """Stop before training on data that would stop or spoil it later, naming each problem:
-    COCO files, image folders and classes of detection configs, label maps of segmentation ones.
+    """Stop before training on inputs that would stop or spoil it later, naming each problem:
+    missing checkpoint files, COCO files, images and classes of detection configs, label maps of
+    segmentation ones.
     """
-    problems = detection_data_problems(cfg) + segmentation_data_problems(cfg)
+    problems = (missing_checkpoint_files(cfg) + detection_data_problems(cfg)
+                + segmentation_data_problems(cfg))
     if problems:
         shown = '\n  '.join(problems[:20])
         more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
-        raise SystemExit(f'error: {len(problems)} problem(s) in the data of {cfg.filename} would '
-                         f'stop or spoil training:\n  {shown}{more}\n'
+        raise SystemExit(f'error: {len(problems)} problem(s) in the inputs of {cfg.filename} '
+                         f'would stop or spoil training:\n  {shown}{more}\n'
                          '(--skip-data-check trains without this check)')
 
 
