@@ -3,8 +3,10 @@
 Without this, a label map saved as RGB colours, as JPEG, or with a value that is no class stops
 training when it is first drawn -- maybe hours in -- with torch's bare "Target 5 is out of
 bounds" on CPU or a device-side assert on GPU, and no file name. The check reads every label map
-once (about a millisecond each for ADE20K-sized maps) and reports all problems at once.
+once and reports all problems at once: about 3 ms per ADE20K-sized map on one core (a minute for
+ADE20K's 22,000 maps), spread over threads.
 """
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -88,19 +90,19 @@ def check_label_map(seg_map: str, image: Optional[str], num_classes: int, ignore
 def check_label_maps(samples: Iterable[dict], num_classes: int, ignore_index: int = 255
                      ) -> List[str]:
     """Problems of every label map in ``samples`` (mmseg data infos: ``seg_map_path``,
-    ``img_path``, ``reduce_zero_label``, ``label_map``), each map checked once."""
-    problems, seen = [], set()
+    ``img_path``, ``reduce_zero_label``, ``label_map``), each map checked once, in order."""
+    unique = {}
     for sample in samples:
-        seg_map = sample.get('seg_map_path')
-        if seg_map is None or seg_map in seen:
-            continue
-        seen.add(seg_map)
-        problem = check_label_map(seg_map, sample.get('img_path'), num_classes, ignore_index,
-                                  bool(sample.get('reduce_zero_label', False)),
-                                  sample.get('label_map'))
-        if problem is not None:
-            problems.append(problem)
-    return problems
+        if sample.get('seg_map_path') is not None:
+            unique.setdefault(sample['seg_map_path'], sample)
+
+    def one(sample: dict) -> Optional[str]:
+        return check_label_map(sample['seg_map_path'], sample.get('img_path'), num_classes,
+                               ignore_index, bool(sample.get('reduce_zero_label', False)),
+                               sample.get('label_map'))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # PNG decoding releases the GIL
+        return [problem for problem in pool.map(one, unique.values()) if problem is not None]
 
 
 def _data_infos(dataset) -> Iterable[dict]:
