@@ -158,7 +158,7 @@ def detection_data_problems(cfg) -> List[str]:
             image_dir = _path(data_root, (dataset.get('data_prefix') or {}).get('img', ''))
             problems += check_coco_dataset(_path(data_root, dataset['ann_file']), image_dir,
                                            classes, where)
-            if loader_key == 'train_dataloader':
+            if loader_key == 'train_dataloader' and classes:  # (unknown dataset type: no count)
                 for key, count in _head_class_counts(cfg.get('model')):
                     if count != len(classes):
                         problems.append(
