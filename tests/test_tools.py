@@ -132,7 +132,7 @@ def snapshot(folder: Path) -> dict:
 
 
 def test_train_refuses_a_work_dir_with_checkpoints(tiny_detection_config, trained_work_dir,
-                                                    tmp_path, capsys):
+                                                    tmp_path):
     from tools import train
     config, _ = tiny_detection_config
     work = tmp_path / 'work'
