@@ -77,3 +77,10 @@ def test_every_map_is_checked_once_and_all_problems_reported(tmp_path, image):
     problems = check_label_maps(samples, num_classes=4)
     assert len(problems) == 2
     assert problems[0].startswith(bad) and problems[1].startswith(rgb)
+
+
+def test_an_unreadable_image_is_named_with_its_label_map(tmp_path):
+    empty = tmp_path / 'empty.jpg'
+    empty.write_bytes(b'')
+    problem = check_label_map(label_map(tmp_path, grid(1)), str(empty), 4)
+    assert problem.startswith(f'{empty}: the image of {tmp_path / "map.png"} cannot be read')
