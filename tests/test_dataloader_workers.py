@@ -1,17 +1,21 @@
 """Dataloader workers ask for a parent-death signal and keep mmengine's seeding (the kill of a
-whole training run is in test_tools.py)."""
+whole training run is in test_tools.py); in epoch-based training they seed each sample."""
 import ctypes
 import ctypes.util
+import multiprocessing
+import random
 import signal
 import sys
 
 import numpy as np
 import pytest
 import torch
+from mmengine.dataset import BaseDataset
 from mmengine.runner import Runner
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from cnxv2_dense.engine import EndWithParent, end_workers_with_parent
+from cnxv2_dense.engine.random_state_hook import SeedEachSample
 from cnxv2_dense.engine.workers import build_dataloaders_ending_with_parent
 
 PR_GET_PDEATHSIG = 2  # from <linux/prctl.h>
@@ -77,3 +81,35 @@ def test_every_loader_a_runner_builds_is_wrapped():
     loader = runner.build_dataloader(loader_cfg(), seed=3, diff_rank_seed=False)
     assert isinstance(loader.worker_init_fn, EndWithParent)
     assert loader.worker_init_fn.init_fn.keywords['seed'] == 3
+
+
+class RandomItems(BaseDataset):
+    """Four samples whose pipeline draws from every generator."""
+
+    def load_data_list(self):
+        return [dict(index=i) for i in range(4)]
+
+
+def draw(results: dict) -> dict:
+    return dict(results, draws=(random.random(), float(np.random.rand()), torch.rand(1).item()))
+
+
+def seeded_loader(epoch) -> DataLoader:
+    loader = DataLoader(RandomItems(pipeline=[draw], serialize_data=False), batch_size=1,
+                        num_workers=1, persistent_workers=True, collate_fn=lambda b: b[0])
+    loader.worker_init_fn = SeedEachSample(None, seed=5, rank=0, epoch=epoch)
+    return loader
+
+
+def test_each_sample_is_drawn_from_its_epoch_and_index_not_the_worker_history():
+    """What makes persistent workers resume exactly: a worker started at epoch 1 draws for each
+    sample what a worker that has lived through epoch 0 draws."""
+    epoch = multiprocessing.RawValue('q', 0)
+    lived = seeded_loader(epoch)
+    first = {item['index']: item['draws'] for item in lived}
+    epoch.value = 1
+    second = {item['index']: item['draws'] for item in lived}  # same worker, epoch 1
+    fresh = {item['index']: item['draws'] for item in seeded_loader(epoch)}  # new worker
+    assert second == fresh
+    assert all(first[i] != second[i] for i in first)  # each epoch draws anew
+    assert len({draws for draws in first.values()}) == 4  # and each sample differently

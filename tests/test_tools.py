@@ -247,19 +247,26 @@ def test_a_killed_run_leaves_no_dataloader_worker_behind(tiny_detection_config, 
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_detection_config, tmp_path):
+@pytest.mark.parametrize('workers', [
+    ['train_dataloader.num_workers=0'],
+    ['train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True']],
+    ids=['main-process', 'persistent-worker'])
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_detection_config, tmp_path,
+                                                               workers):
     """SIGKILL after the first epoch's checkpoint, then --resume: the final weights equal an
-    uninterrupted run's bit for bit (same seed, one thread). RoI proposal sampling and the flip
-    augmentation (in the main process: num_workers=0) draw from the generators the checkpoint
-    carries; validation after each epoch does not shift the training's draws."""
+    uninterrupted run's bit for bit (same seed, one thread). RoI proposal sampling draws from the
+    generators the checkpoint carries; the flip augmentation too when it runs in the main process,
+    and from per-sample seeds in a worker that lives across epochs; validation after each epoch
+    does not shift the training's draws."""
     config, _ = tiny_detection_config
     train = [PYTHON, 'tools/train.py', str(config)]
-    two_epochs = ['--cfg-options', 'train_cfg.max_epochs=2']
+    two_epochs = ['--cfg-options', 'train_cfg.max_epochs=2', *workers]
     run_tool([*train, '--work-dir', str(tmp_path / 'whole'), *two_epochs], OMP_NUM_THREADS='1')
 
     killed = tmp_path / 'killed'
     run_killed_after_first_checkpoint(
-        [*train, '--work-dir', str(killed), '--cfg-options', 'train_cfg.max_epochs=1000'], killed)
+        [*train, '--work-dir', str(killed), '--cfg-options', 'train_cfg.max_epochs=1000',
+         *workers], killed)
     out = run_tool([*train, '--work-dir', str(killed), '--resume', str(killed / 'epoch_1.pth'),
                     *two_epochs], OMP_NUM_THREADS='1')
     assert 'resumed epoch: 1' in out and 'Restored the random states' in out

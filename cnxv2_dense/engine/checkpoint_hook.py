@@ -14,6 +14,9 @@ only how files reach the disk:
 - ``last_checkpoint`` is rewritten the same way, after its checkpoint is complete;
 - the checkpoint that ``max_keep_ckpts`` retires is deleted only after the new one and
   ``last_checkpoint`` are in place.
+
+It also has every process hand its random states to :class:`RandomStateHook` (when the run has
+one) before saving, a step all processes take together.
 """
 import os.path as osp
 from pathlib import Path
@@ -25,6 +28,7 @@ from mmengine.hooks import CheckpointHook
 
 from ..registry import HOOKS
 from ..utils.atomic_file import remove_partial_files, write_bytes_atomically, write_text_atomically
+from .random_state_hook import RandomStateHook
 
 ATOMIC_BACKEND = 'cnxv2_dense_atomic_local'
 LAST_CHECKPOINT = 'last_checkpoint'  # the file mmengine's --resume reads in the work dir
@@ -83,6 +87,9 @@ class AtomicCheckpointHook(CheckpointHook):
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        for hook in runner.hooks:  # every process's random states, not only the main one's
+            if isinstance(hook, RandomStateHook):
+                hook.gather(runner)
         runner.save_checkpoint(
             self.out_dir, ckpt_filename, self.file_client_args,
             save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,

@@ -6,26 +6,37 @@ used (RoI proposal sampling, FCMAE masks, drop path, augmentations run in the ma
 Measured before this hook: the demo Mask R-CNN killed after its first epoch and resumed ended
 up to 2.9e-4 away from an uninterrupted run.
 
-:class:`RandomStateHook` saves the generators of the main process (Python ``random``, NumPy's
-global generator, torch's CPU generator and every CUDA device's) in each checkpoint and restores
-them when a run resumes, just before its first training epoch (before mmengine replays the
-data of a part-done iteration-based run). Validation during training gets its own copy of the
-states back afterwards, so whether and when it runs does not change the training's draws.
+:class:`RandomStateHook` saves the generators of the training processes (Python ``random``,
+NumPy's global generator, torch's CPU generator and every CUDA device's) in each checkpoint and
+restores them when a run resumes, just before its first training epoch (before mmengine replays
+the data of a part-done iteration-based run). Validation during training gets its own copy of
+the states back afterwards, so whether and when it runs does not change the training's draws.
 
-What it covers: a single process. Dataloader workers are seeded by mmengine from the run's seed
-and worker id when they start; that is exact again after a resume when workers start anew each
-epoch (``persistent_workers=False``) of an epoch-based loop, and in an iteration-based loop,
-whose workers replay the skipped batches. Workers kept across epochs (``persistent_workers=True``)
-in an epoch-based loop, and data transforms run in the main process (``num_workers=0``) of an
-iteration-based loop, still draw differently after a resume.
+In a distributed run every process's states are saved when the checkpoint hook is
+:class:`AtomicCheckpointHook` (it has this hook gather them before saving, see :meth:`gather`),
+and each process gets its own back on a resume with the same number of processes.
+
+Dataloader workers draw in their own processes. In an epoch-based loop the hook has each worker
+seed its generators for every sample from (seed, rank, epoch, sample index)
+(:class:`SeedEachSample`), so a sample's augmentation does not depend on what the worker drew
+before: the same after a resume as without, whether workers persist across epochs or not. In an
+iteration-based loop mmengine replays the batches already trained on to reach the resumed
+iteration; workers replay them too, and draw as in the uninterrupted run. Data transforms run in
+the main process (``num_workers=0``) of an iteration-based loop still draw differently after a
+resume: the replay draws from the restored generators.
 """
+import functools
+import multiprocessing
 import random
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import get_world_size
+from mmengine.dataset import BaseDataset
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
+from mmengine.runner import EpochBasedTrainLoop
+from torch.utils.data import DataLoader, get_worker_info
 
 from ..registry import HOOKS
 
@@ -58,6 +69,55 @@ def set_random_states(states: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states['cuda'])
 
 
+def seed_all(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _mmengine_datasets(dataset) -> Iterator[BaseDataset]:
+    """The mmengine datasets inside ``dataset`` (itself, or inside wrappers)."""
+    if isinstance(dataset, BaseDataset):
+        yield dataset
+    for key in ('dataset', 'datasets'):
+        inner = getattr(dataset, key, None)
+        for one in inner if isinstance(inner, (list, tuple)) else [inner]:
+            if one is not None and one is not dataset:
+                yield from _mmengine_datasets(one)
+
+
+class SeedEachSample:
+    """A dataloader ``worker_init_fn`` for epoch-based training: after ``init_fn``, the worker
+    prepares every sample with generators seeded from (seed, rank, epoch, sample index).
+
+    Args:
+        init_fn (callable, optional): The loader's worker init function, run first.
+        seed (int): The run's seed.
+        rank (int): This process's rank.
+        epoch: A shared integer (``multiprocessing.RawValue``) the main process sets to the epoch
+            before the epoch's batches are requested.
+    """
+
+    def __init__(self, init_fn: Optional[Callable[[int], None]], seed: int, rank: int,
+                 epoch) -> None:
+        self.init_fn, self.seed, self.rank, self.epoch = init_fn, seed, rank, epoch
+
+    def __call__(self, worker_id: int) -> None:
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+        # NOTE: mmengine's BaseDataset.__getitem__ calls self.prepare_data(idx) (also for the
+        # index it draws instead of a sample whose pipeline returned None); this worker's copy
+        # of the dataset gets a seeding wrapper around it.
+        for dataset in _mmengine_datasets(get_worker_info().dataset):
+            dataset.prepare_data = functools.partial(self._prepare, dataset.prepare_data)
+
+    def _prepare(self, prepare_data: Callable[[int], Any], index: int) -> Any:
+        entropy = [self.seed % 2**32, self.rank, self.epoch.value, index]
+        seed_all(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+        return prepare_data(index)
+
+
 @HOOKS.register_module()
 class RandomStateHook(Hook):
     """Saves the random states in each checkpoint and restores them on resume.
@@ -71,19 +131,51 @@ class RandomStateHook(Hook):
 
     def __init__(self) -> None:
         self._before_val: Optional[Dict[str, Any]] = None
+        self._gathered: Optional[List[Dict[str, Any]]] = None
         self._loaded: Optional[List[Dict[str, Any]]] = None
         self._checked_load = False
+        self._epoch = None  # shared with the workers of SeedEachSample
+
+    def before_train(self, runner) -> None:
+        loop = runner.train_loop
+        loader = getattr(loop, 'dataloader', None)
+        if (isinstance(loop, EpochBasedTrainLoop) and isinstance(loader, DataLoader)
+                and loader.num_workers > 0 and runner.seed is not None):
+            self._epoch = multiprocessing.RawValue('q', runner.epoch)
+            loader.worker_init_fn = SeedEachSample(loader.worker_init_fn, runner.seed,
+                                                   get_rank(), self._epoch)
+            # NOTE: a new iterator draws its workers' base seed from this generator (by default
+            # the global one). Persistent workers keep their iterator across epochs, a resumed
+            # run makes a new one: drawn from the global generator, that draw would shift every
+            # later draw of the main process. The workers reseed themselves anyway.
+            loader.generator = torch.Generator()
+            loader.generator.manual_seed(runner.seed)
+
+    def _training_states(self) -> Dict[str, Any]:
+        # a checkpoint saved during validation (save_best) records the training's states
+        return self._before_val if self._before_val is not None else get_random_states()
+
+    def gather(self, runner) -> None:
+        """Collect the states of every process for the checkpoint about to be saved.
+
+        A collective call: every process must make it (``AtomicCheckpointHook`` does, just
+        before it saves); ``Runner.save_checkpoint`` and so :meth:`before_save_checkpoint` run on
+        the main process only.
+        """
+        states = self._training_states()
+        self._gathered = all_gather_object(states) if get_world_size() > 1 else [states]
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        # a checkpoint saved during validation (save_best) records the training's states
-        states = self._before_val if self._before_val is not None else get_random_states()
-        checkpoint[CHECKPOINT_KEY] = [states]  # one entry per process (only one so far)
+        gathered, self._gathered = self._gathered, None
+        checkpoint[CHECKPOINT_KEY] = gathered or [self._training_states()]  # one per process
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._loaded = checkpoint.get(CHECKPOINT_KEY)
         self._checked_load = True
 
     def before_train_epoch(self, runner) -> None:
+        if self._epoch is not None:
+            self._epoch.value = runner.epoch
         if not self._checked_load:
             return
         loaded, self._loaded, self._checked_load = self._loaded, None, False
@@ -100,7 +192,7 @@ class RandomStateHook(Hook):
                 f'has {get_world_size()}: they are not restored, so results differ from an '
                 'uninterrupted run.')
             return
-        set_random_states(loaded[0])
+        set_random_states(loaded[get_rank()])
         runner.logger.info('Restored the random states saved in the resumed checkpoint.')
 
     def before_val(self, runner) -> None:
