@@ -336,14 +336,18 @@ def test_train_test_resume_and_infer(tiny_seg_config, tmp_path):
     assert not np.array_equal(overlay, image)  # the colour-coded prediction is blended in
 
 
-def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_seg_config, tmp_path):
+@pytest.mark.parametrize('options', [
+    ['train_dataloader.num_workers=0'],
+    ['train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True']],
+    ids=['main-process', 'worker'])
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_seg_config, tmp_path,
+                                                               options):
     """SIGKILL after the first checkpoint (iteration 2), then --resume: the final weights equal an
-    uninterrupted run's bit for bit. The main process's generators come from the checkpoint; the
-    dataloader worker (num_workers=1) is seeded anew and replays the skipped batches, so its
-    random crops and flips continue as in the uninterrupted run."""
+    uninterrupted run's bit for bit. mmengine replays the batches already trained on; the random
+    crops and flips of that replay draw in the main process (restored once the replay is over) or
+    in a worker seeded anew (which then continues as in the uninterrupted run)."""
     config, _ = tiny_seg_config
     train = [PYTHON, 'tools/train.py', str(config)]
-    options = ['train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True']
     run_tool([*train, '--work-dir', str(tmp_path / 'whole'), '--cfg-options', *options],
              OMP_NUM_THREADS='1')
     killed = tmp_path / 'killed'

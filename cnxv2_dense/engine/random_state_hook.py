@@ -8,9 +8,10 @@ up to 2.9e-4 away from an uninterrupted run.
 
 :class:`RandomStateHook` saves the generators of the training processes (Python ``random``,
 NumPy's global generator, torch's CPU generator and every CUDA device's) in each checkpoint and
-restores them when a run resumes, just before its first training epoch (before mmengine replays
-the data of a part-done iteration-based run). Validation during training gets its own copy of
-the states back afterwards, so whether and when it runs does not change the training's draws.
+restores them when a run resumes: before its first training epoch, or in an iteration-based
+loop once mmengine has replayed the batches already trained on (loading them in the main
+process draws). Validation during training gets its own copy of the states back afterwards, so
+whether and when it runs does not change the training's draws.
 
 In a distributed run every process's states are saved when the checkpoint hook is
 :class:`AtomicCheckpointHook` (it has this hook gather them before saving, see :meth:`gather`),
@@ -21,9 +22,7 @@ seed its generators for every sample from (seed, rank, epoch, sample index)
 (:class:`SeedEachSample`), so a sample's augmentation does not depend on what the worker drew
 before: the same after a resume as without, whether workers persist across epochs or not. In an
 iteration-based loop mmengine replays the batches already trained on to reach the resumed
-iteration; workers replay them too, and draw as in the uninterrupted run. Data transforms run in
-the main process (``num_workers=0``) of an iteration-based loop still draw differently after a
-resume: the replay draws from the restored generators.
+iteration; workers replay them too, and draw as in the uninterrupted run.
 """
 import functools
 import multiprocessing
@@ -35,7 +34,7 @@ import torch
 from mmengine.dataset import BaseDataset
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
-from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from torch.utils.data import DataLoader, get_worker_info
 
 from ..registry import HOOKS
@@ -118,6 +117,23 @@ class SeedEachSample:
         return prepare_data(index)
 
 
+class _RestoreAfter:
+    """An iterator that restores ``states`` once ``count`` items have been taken from it."""
+
+    def __init__(self, iterator, count: int, states: Dict[str, Any]) -> None:
+        self.iterator, self.count, self.states = iterator, count, states
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self.iterator)
+        self.count -= 1
+        if self.count == 0:
+            set_random_states(self.states)
+        return item
+
+
 @HOOKS.register_module()
 class RandomStateHook(Hook):
     """Saves the random states in each checkpoint and restores them on resume.
@@ -192,7 +208,15 @@ class RandomStateHook(Hook):
                 f'has {get_world_size()}: they are not restored, so results differ from an '
                 'uninterrupted run.')
             return
-        set_random_states(loaded[get_rank()])
+        states = loaded[get_rank()]
+        loop = runner.train_loop
+        replayed = getattr(loop, 'dataloader_iterator', None)
+        if isinstance(loop, IterBasedTrainLoop) and replayed is not None and runner.iter > 0:
+            # mmengine now replays the batches already trained on (data loaded in this process
+            # draws while it does); restore when the replay is over.
+            loop.dataloader_iterator = _RestoreAfter(replayed, runner.iter, states)
+        else:
+            set_random_states(states)
         runner.logger.info('Restored the random states saved in the resumed checkpoint.')
 
     def before_val(self, runner) -> None:
