@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from cnxv2_dense.datasets import SceneSpec, write_coco_shapes
 
