@@ -431,6 +431,28 @@ def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
     assert len(miou.findall(split)) == 1 and miou.findall(split) == miou.findall(whole)
 
 
+def test_distributed_resume_gives_each_process_its_random_states(tiny_seg_config, tmp_path):
+    """Two processes, each seeded differently (diff_rank_seed): resumed from the iteration-2
+    checkpoint of a run (what a kill after it leaves), the run ends with the uninterrupted run's
+    weights, bit for bit."""
+    config, _ = tiny_seg_config
+    options = ['--cfg-options', 'train_dataloader.num_workers=1',
+               'train_dataloader.persistent_workers=True', 'randomness.diff_rank_seed=True']
+    whole = tmp_path / 'whole'
+    run_tool(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(whole),
+              *options], PORT=str(free_port()), OMP_NUM_THREADS='1')
+    states = torch.load(whole / 'iter_2.pth', weights_only=False)['random_states']
+    assert len(states) == 2 and not torch.equal(states[0]['torch'], states[1]['torch'])
+    resumed = tmp_path / 'resumed'
+    resumed.mkdir()
+    shutil.copy(whole / 'iter_2.pth', resumed / 'iter_2.pth')
+    out = run_tool(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(resumed),
+                    '--resume', str(resumed / 'iter_2.pth'), *options], PORT=str(free_port()),
+                   OMP_NUM_THREADS='1')
+    assert 'Restored the random states' in out
+    assert_same_weights(final_weights(resumed / 'iter_4.pth'), final_weights(whole / 'iter_4.pth'))
+
+
 THREAD_NAMES_AROUND_TRAIN = """
 import os, runpy, sys
 import cnxv2_dense.utils as utils
