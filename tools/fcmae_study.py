@@ -49,7 +49,7 @@ from torch import nn  # noqa: E402
 import cnxv2_dense  # noqa: E402,F401  (registers the backbone and constructor)
 from cnxv2_dense.datasets import SceneSpec, render_scene  # noqa: E402
 from cnxv2_dense.checkpoints import export_fcmae_backbone  # noqa: E402
-from cnxv2_dense.models import FCMAE  # noqa: E402
+from cnxv2_dense.models import FCMAE, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG_CONFIG = ROOT / 'configs' / 'upernet_cnxv2_demo_shapes.py'
@@ -60,8 +60,8 @@ NUM_CLASSES = 4  # background + circle, square, triangle
 CLASS_WEIGHT = (0.2, 1.0, 1.0, 1.0)  # the seg demo's: background covers most pixels
 AUX_WEIGHT = 0.4
 # RGB, 0-255: the ImageNet statistics every config of the project normalises with.
-MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 IMAGE_SIZE = 128  # a 4 x 4 grid of the 32 px mask patches
 # Seeds of the splits' generators (disjoint streams of scenes).
 SPLIT_SEEDS = dict(pool=100, heldout=200, val=300)

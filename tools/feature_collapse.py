@@ -33,11 +33,11 @@ from cnxv2_dense.arch import ARCH_SETTINGS  # noqa: E402
 from cnxv2_dense.checkpoints import (arch_of, convert_state_dict,  # noqa: E402
                                      extract_state_dict, read_checkpoint)
 from cnxv2_dense.datasets import list_images  # noqa: E402
-from cnxv2_dense.models import ConvNeXtV2  # noqa: E402
+from cnxv2_dense.models import IMAGENET_MEAN, IMAGENET_STD, ConvNeXtV2  # noqa: E402
 from cnxv2_dense.utils import allow_mmengine_checkpoints  # noqa: E402
 
-MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 def backbone_from_checkpoint(path: str) -> ConvNeXtV2:
