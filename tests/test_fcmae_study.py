@@ -37,6 +37,27 @@ def test_quick_study_writes_every_arm_budget_and_seed(tmp_path):
         assert ('stages.0.0.grn.gamma' in state) == fcmae_study.PRETRAINED_ARMS[arm]
 
 
+def test_an_arm_subset_runs_only_those_arms_and_pretrains_only_theirs(tmp_path):
+    out, work = tmp_path / 'out', tmp_path / 'work'
+    written = fcmae_study.main(['--quick', '--arms', 'scratch', 'fcmae', '--budgets', '16',
+                                '--seeds-smallest', '0', '--out', str(out),
+                                '--work-dir', str(work)])
+    assert {(r['arm'], r['labeled_images']) for r in written['records']} == {
+        ('scratch', 16), ('fcmae', 16)}
+    assert set(written['details']['pretraining']) == {'fcmae'}
+    assert not (work / 'fcmae_no_grn_backbone.pth').exists()
+    assert {p['arm'] for p in written['details']['frozen_backbone_probes']} == {
+        'frozen_random', 'frozen_fcmae'}
+    table = (out / 'results.md').read_text()
+    assert '| fcmae |' in table and '| resnet18 |' not in table
+
+
+def test_an_arm_subset_without_the_scratch_baseline_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="keep 'scratch'"):
+        fcmae_study.main(['--quick', '--arms', 'fcmae', '--out', str(tmp_path / 'out'),
+                          '--work-dir', str(tmp_path / 'work')])
+
+
 def test_the_three_splits_are_disjoint_scenes():
     splits = [fcmae_study.render_split(20, seed) for seed in fcmae_study.SPLIT_SEEDS.values()]
     flat = [s.images.flatten(1) for s in splits]

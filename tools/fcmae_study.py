@@ -91,6 +91,7 @@ class Study:
     texture_prob: float = 0.5
     clutter: int = 3
     workers: int = 2  # single-threaded processes side by side
+    arms: Tuple[str, ...] = ARMS  # a subset for a narrower study; always with 'scratch'
 
 
 def scene(study: 'Study') -> SceneSpec:
@@ -359,7 +360,7 @@ def markdown_table(records: Sequence[Record], budgets: Sequence[int]) -> str:
     cells = summarise(records)
     lines = ['| arm | ' + ' | '.join(f'{b} labels' for b in budgets) + ' |',
              '|---|' + '---:|' * len(budgets)]
-    for arm in ARMS:
+    for arm in (a for a in ARMS if any((a, b) in cells for b in budgets)):
         row = []
         for b in budgets:
             if (arm, b) not in cells:
@@ -377,7 +378,7 @@ def plot(records: Sequence[Record], budgets: Sequence[int], out_file: Path) -> N
     import matplotlib.pyplot as plt
     cells = summarise(records)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for arm in ARMS:
+    for arm in (a for a in ARMS if any((a, b) in cells for b in budgets)):
         xs = [b for b in budgets if (arm, b) in cells]
         ax.errorbar(xs, [cells[arm, b][0] for b in xs],
                     yerr=[cells[arm, b][1] / 2 for b in xs], marker='o', capsize=3, label=arm)
@@ -417,8 +418,16 @@ def _cell_job(job: tuple) -> Record:
 
 def run_study(study: Study, out_dir: Path, work_dir: Path, command: str, log=print) -> dict:
     """Run the study with ``study.workers`` single-threaded processes side by side (on small
-    128 px batches two 1-thread processes do about 1.4x the work of one 2-thread process)."""
+    128 px batches two 1-thread processes do about 1.4x the work of one 2-thread process).
+
+    Jobs are queued as soon as what they need exists: the arms without pretraining choose their
+    learning rate and train beside the FCMAE pretraining instead of waiting for it."""
     import multiprocessing
+    unknown = sorted(set(study.arms) - set(ARMS))
+    if unknown or 'scratch' not in study.arms:
+        raise ValueError(f'arms {list(study.arms)}: choose from {list(ARMS)} and keep '
+                         "'scratch', the baseline every other arm is compared with")
+    arms = [arm for arm in ARMS if arm in study.arms]
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -431,36 +440,57 @@ def run_study(study: Study, out_dir: Path, work_dir: Path, command: str, log=pri
     del data
     log(f'rendered {study.pool} + {study.heldout} + {study.val} images ({time.time() - t0:.0f} s)')
     backbones = {arm: work_dir / f'{arm}_backbone.pth' for arm in PRETRAINED_ARMS}
+    smallest = min(study.budgets)
+    best_lr: Dict[str, float] = {}
+    selection: List[Record] = []
+    val_jobs: list = []  # (job, AsyncResult), in the order the results are reported
+
+    def choose_lr(group: Sequence[str], pending: list) -> None:
+        # Each arm's lr is chosen on the held-out split (trained on the seed-0 labels of the
+        # smallest budget); the val split never takes part in a choice.
+        results = [result.get() for result in pending]
+        selection.extend(results)
+        for rec in results:
+            log(f'select {rec.arm} lr {rec.lr:g}: held-out mIoU {rec.miou:.1f}')
+        for arm in group:
+            best_lr[arm] = max((r for r in results if r.arm == arm), key=lambda r: r.miou).lr
+
+    def submit_val(group: Sequence[str]) -> None:
+        jobs = [(arm, budget, seed, best_lr[arm], study, backbones, 'val', False)
+                for budget in study.budgets
+                for seed in (study.seeds_smallest if budget == smallest else study.seeds_other)
+                for arm in group]
+        # Frozen-backbone probes (with the scratch arm's lr): does the backbone's
+        # representation matter at this budget?
+        jobs += [(arm, smallest, 0, best_lr['scratch'], study, backbones, 'val', True)
+                 for arm in group if arm != 'resnet18']
+        val_jobs.extend((job, workers.apply_async(_cell_job, (job,))) for job in jobs)
+
+    def submit_selection(group: Sequence[str]) -> list:
+        return [workers.apply_async(_cell_job, ((arm, smallest, 0, lr, study, backbones,
+                                                 'heldout', False),))
+                for arm in group for lr in study.lr_grid]
+
     # NOTE: spawned, not forked: a forked child of a process that ran torch can deadlock.
     workers = multiprocessing.get_context('spawn').Pool(
         study.workers, initializer=_init_worker, initargs=(str(data_file),))
     try:
-        results = workers.map(_pretrain_job, [(arm, study, backbones[arm])
-                                              for arm in PRETRAINED_ARMS])
-        pretraining = dict(zip(PRETRAINED_ARMS, results))
+        pretrained_arms = [arm for arm in arms if arm in PRETRAINED_ARMS]
+        plain_arms = [arm for arm in arms if arm not in PRETRAINED_ARMS]
+        pending_pretraining = [workers.apply_async(_pretrain_job, ((arm, study, backbones[arm]),))
+                               for arm in pretrained_arms]
+        choose_lr(plain_arms, submit_selection(plain_arms))
+        submit_val(plain_arms)
+        pretraining = dict(zip(pretrained_arms, (r.get() for r in pending_pretraining)))
         log(f'pretrained: {pretraining}')
+        if pretrained_arms:
+            choose_lr(pretrained_arms, submit_selection(pretrained_arms))
+            submit_val(pretrained_arms)
 
-        # Choose each arm's lr on the held-out split (trained on the seed-0 labels of the
-        # smallest budget); the val split never takes part in a choice.
-        smallest = min(study.budgets)
-        jobs = [(arm, smallest, 0, lr, study, backbones, 'heldout', False)
-                for arm in ARMS for lr in study.lr_grid]
-        selection = workers.map(_cell_job, jobs)
-        best_lr = {arm: max((r for r in selection if r.arm == arm), key=lambda r: r.miou).lr
-                   for arm in ARMS}
-        for rec in selection:
-            log(f'select {rec.arm} lr {rec.lr:g}: held-out mIoU {rec.miou:.1f}')
-
-        jobs = [(arm, budget, seed, best_lr[arm], study, backbones, 'val', False)
-                for budget in study.budgets
-                for seed in (study.seeds_smallest if budget == smallest else study.seeds_other)
-                for arm in ARMS]
-        # Frozen-backbone probes: does the backbone's representation matter at this budget?
-        jobs += [(arm, smallest, 0, best_lr['scratch'], study, backbones, 'val', True)
-                 for arm in ('scratch', 'fcmae', 'fcmae_no_grn')]
         records: List[Record] = []
         probes: List[Record] = []
-        for job, rec in zip(jobs, workers.imap(_cell_job, jobs)):
+        for job, pending in val_jobs:
+            rec = pending.get()
             if job[-1]:
                 rec.arm = f'frozen_{"random" if rec.arm == "scratch" else rec.arm}'
                 probes.append(rec)
@@ -516,6 +546,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='override the fine-tuning learning rates tried on held-out')
     parser.add_argument('--texture-prob', type=float, help='scenes: textured fill probability')
     parser.add_argument('--clutter', type=int, help='scenes: most clutter polygons per image')
+    parser.add_argument('--arms', nargs='+', choices=ARMS,
+                        help="override the arms (a subset of the four, with 'scratch')")
     parser.add_argument('--write-val-images', metavar='DIR',
                         help='only write the first --count val-split scenes as PNG files to DIR '
                         '(inputs for tools/feature_collapse.py and tools/visualize_fcmae.py)')
@@ -543,7 +575,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     study = QUICK if args.quick else Study()
     overrides = dict(pretrain_epochs=args.pretrain_epochs, finetune_iters=args.finetune_iters,
                      pool=args.pool, budgets=args.budgets, seeds_smallest=args.seeds_smallest,
-                     lr_grid=args.lr_grid, texture_prob=args.texture_prob, clutter=args.clutter)
+                     lr_grid=args.lr_grid, texture_prob=args.texture_prob, clutter=args.clutter,
+                     arms=args.arms)
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()
                  if v is not None}
     study = replace(study, **overrides)
