@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
-from mmengine.registry import HOOKS, DefaultScope
+from mmengine.registry import HOOKS, METRICS, DefaultScope
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
@@ -134,6 +135,104 @@ def test_hook_retires_the_old_checkpoint_only_after_the_new_one_is_complete(tmp_
     assert checkpoint['message_hub']['runtime_info']['keep_ckpt_ids'] == [3]
     assert torch.equal(checkpoint['state_dict']['linear.weight'],
                        runner.model.linear.weight.detach())
+
+
+@METRICS.register_module(force=True)
+class RisingScore(BaseMetric):
+    """Scores each validation 1, 2, 3, ...: every validation gives a new best checkpoint."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.evaluations = 0
+
+    def process(self, data_batch, data_samples):
+        self.results.append(0)
+
+    def compute_metrics(self, results):
+        self.evaluations += 1
+        return dict(score=float(self.evaluations))
+
+
+def loadable_checkpoints(folder: Path) -> list:
+    """The checkpoints in ``folder`` that load completely (temporary files are not looked at)."""
+    names = []
+    for path in sorted(folder.glob('*.pth')):
+        try:
+            torch.load(path, map_location='cpu', weights_only=False)
+        except Exception:  # a truncated or empty file: not a checkpoint one could resume from
+            continue
+        names.append(path.name)
+    return names
+
+
+def states_a_kill_could_leave(tmp_path: Path, monkeypatch, hook_type: str) -> list:
+    """Train the toy model 4 iterations with ``max_keep_ckpts=1`` and ``save_best`` (each
+    validation a new best), and record the complete checkpoints and what ``last_checkpoint``
+    names each time a file of the work dir is removed or renamed into place: each moment a
+    kill could stop the run at."""
+    states = []
+
+    def record():
+        last = tmp_path / 'last_checkpoint'
+        states.append((loadable_checkpoints(tmp_path),
+                       Path(last.read_text()).name if last.is_file() else None))
+
+    def recording(operation):
+        def run(*args, **kwargs):
+            record()  # before: a kill just before this step
+            result = operation(*args, **kwargs)
+            record()  # after: a kill just after it
+            return result
+        return run
+
+    for name in ('replace', 'remove', 'unlink'):
+        monkeypatch.setattr(os, name, recording(getattr(os, name)))
+    runner = Runner(
+        model=ToyModel(), work_dir=str(tmp_path),
+        train_dataloader=dict(dataset=ToyData(), batch_size=2, num_workers=0,
+                              sampler=dict(type='InfiniteSampler', shuffle=False),
+                              collate_fn=dict(type='pseudo_collate')),
+        val_dataloader=dict(dataset=ToyData(), batch_size=2, num_workers=0,
+                            sampler=dict(type='DefaultSampler', shuffle=False),
+                            collate_fn=dict(type='pseudo_collate')),
+        val_evaluator=dict(type='RisingScore'), val_cfg=dict(),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        train_cfg=dict(by_epoch=False, max_iters=4, val_interval=1),
+        default_hooks=dict(checkpoint=dict(type=hook_type, interval=1, by_epoch=False,
+                                           max_keep_ckpts=1, save_best='score', rule='greater')),
+        default_scope='mmengine')
+    runner.train()
+    monkeypatch.undo()
+    record()
+    return states
+
+
+def test_rotation_never_leaves_no_checkpoint(tmp_path, monkeypatch):
+    """max_keep_ckpts and save_best delete an older checkpoint only once the new one is
+    complete: wherever a kill stops the run after its first save, the work dir holds a periodic
+    checkpoint that loads, named by last_checkpoint, and a best one that loads."""
+    states = states_a_kill_could_leave(tmp_path, monkeypatch, 'cnxv2_dense.AtomicCheckpointHook')
+    assert states[-1] == (['best_score_iter_4.pth', 'iter_4.pth'], 'iter_4.pth')
+    after_first = states[next(i for i, (names, _) in enumerate(states)
+                              if 'best_score_iter_1.pth' in names):]
+    for names, last in after_first:
+        assert last in names, (names, last)
+        assert any(name.startswith('best_') for name in names), names
+    # each older checkpoint was there until its successor was complete, and is gone now
+    seen = {name for names, _ in states for name in names}
+    assert seen == {f'iter_{i}.pth' for i in range(1, 5)} | {
+        f'best_score_iter_{i}.pth' for i in range(1, 5)}
+
+
+def test_mmengine_rotation_can_leave_no_best_checkpoint(tmp_path, monkeypatch):
+    """What the test above guards against: mmengine's own hook deletes the previous best
+    checkpoint before it writes the new one (and the oldest periodic one before the new one)."""
+    states = states_a_kill_could_leave(tmp_path, monkeypatch, 'CheckpointHook')
+    assert states[-1] == (['best_score_iter_4.pth', 'iter_4.pth'], 'iter_4.pth')
+    # iter_1.pth deleted before iter_2.pth is written: last_checkpoint names nothing
+    assert (['best_score_iter_1.pth'], 'iter_1.pth') in states
+    # the best of iteration 1 deleted before that of iteration 2 is written: no best at all
+    assert (['iter_2.pth'], 'iter_2.pth') in states
 
 
 def test_resume_after_the_hook_retires_checkpoints(tmp_path):

@@ -2,9 +2,9 @@
 
 mmengine 0.10 writes a checkpoint with ``open(path, 'wb')`` and ``last_checkpoint`` with
 ``open(path, 'w')``, and with ``max_keep_ckpts`` it deletes the oldest checkpoint *before* writing
-the new one. A run killed while saving (OOM killer, preemption) can therefore leave a truncated
-``epoch_N.pth``, an empty ``last_checkpoint``, or -- with ``max_keep_ckpts=1`` -- no checkpoint
-at all, so ``--resume`` has nothing to start from.
+the new one (with ``save_best``, the previous best one). A run killed while saving (OOM killer,
+preemption) can therefore leave a truncated ``epoch_N.pth``, an empty ``last_checkpoint``, or --
+with ``max_keep_ckpts=1`` -- no checkpoint at all, so ``--resume`` has nothing to start from.
 
 :class:`AtomicCheckpointHook` keeps every behaviour and argument of ``CheckpointHook`` and changes
 only how files reach the disk:
@@ -13,14 +13,16 @@ only how files reach the disk:
   (:class:`AtomicLocalBackend`, used unless the config names its own ``backend_args``);
 - ``last_checkpoint`` is rewritten the same way, after its checkpoint is complete;
 - the checkpoint that ``max_keep_ckpts`` retires is deleted only after the new one and
-  ``last_checkpoint`` are in place.
+  ``last_checkpoint`` are in place;
+- the previous ``best_*.pth`` of ``save_best`` is deleted only after the new best one is in
+  place.
 
 It also has every process hand its random states to :class:`RandomStateHook` (when the run has
 one) before saving, a step all processes take together.
 """
 import os.path as osp
 from pathlib import Path
-from typing import Union
+from typing import Dict, Optional, Union
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
@@ -106,3 +108,45 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.remove(path)
             elif self.file_backend.isdir(path):  # checkpoints saved by deepspeed are folders
                 self.file_backend.rmtree(path)
+
+    def _save_best_checkpoint(self, runner, metrics: dict) -> None:
+        # NOTE: mmengine deletes the previous best checkpoint, then writes the new one. Hiding
+        # the previous paths from it turns its deletion off; they are deleted here, once the
+        # new best checkpoints (and the periodic one it saves again after them) are complete.
+        if not self.save_best:
+            return
+        previous: Dict[str, Optional[str]] = (
+            {'': self.best_ckpt_path} if len(self.key_indicators) == 1
+            else dict(self.best_ckpt_path_dict))
+        self._set_best_paths({key: None for key in previous})
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            current = self._best_paths()
+            # an indicator that did not improve keeps its previous best checkpoint
+            self._set_best_paths({key: current[key] or previous[key] for key in previous})
+        if not is_main_process():
+            return
+        kept = set(self._best_paths().values())
+        for path in previous.values():
+            if path is None or path in kept:
+                continue
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):  # checkpoints saved by deepspeed are folders
+                self.file_backend.rmtree(path)
+            else:
+                continue
+            runner.logger.info(f'The previous best checkpoint {path} is removed')
+
+    def _best_paths(self) -> Dict[str, Optional[str]]:
+        """The best checkpoint of each key indicator ('' when there is one indicator)."""
+        if len(self.key_indicators) == 1:
+            return {'': self.best_ckpt_path}
+        return dict(self.best_ckpt_path_dict)
+
+    def _set_best_paths(self, paths: Dict[str, Optional[str]]) -> None:
+        if len(self.key_indicators) == 1:
+            self.best_ckpt_path = paths['']
+        else:
+            self.best_ckpt_path_dict.update(paths)
