@@ -15,7 +15,7 @@ from PIL import Image
 from cnxv2_dense.datasets import (ImageFolderDataset, LoadImage, PackImageInputs,
                                   RandomResizedCrop, SceneSpec, list_images, write_coco_shapes)
 from cnxv2_dense.checkpoints import arch_of, export_fcmae_backbone, fcmae_to_backbone_state_dict
-from cnxv2_dense.models import FCMAE, ConvNeXtV2, parse_arch
+from cnxv2_dense.models import FCMAE, GRN, ConvNeXtV2, parse_arch
 from cnxv2_dense.registry import DATASETS, MODELS, TRANSFORMS
 
 from .conftest import (ROOT, TINY_ARCH, assert_same_weights, final_weights,
@@ -85,6 +85,32 @@ def test_visible_and_dense_masked_paths_agree(size, kwargs):
     assert set(grads_v) == {n for n, p in model.named_parameters() if p.requires_grad}
     for name in grads_v:
         torch.testing.assert_close(grads_v[name], grads_d[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize('impl', ['visible', 'dense_masked'])
+def test_fused_grn_gives_autograds_loss_and_gradients(impl):
+    """The encoder (masked GRN statistics in 'dense_masked', tokens in 'visible') and the
+    decoder run the fused GRN; switching every GRN to autograd's reference changes nothing but
+    float32 rounding in the gradients."""
+    fused = tiny_fcmae().train()
+    randomise_zero_inits(fused)
+    reference = copy.deepcopy(fused)
+    grns = [m for m in reference.modules() if isinstance(m, GRN)]
+    assert len(grns) == sum(TINY_ARCH['depths']) + 1  # every encoder block and the decoder's
+    for module in grns:
+        module.fused = False
+    imgs = torch.randn(2, 3, 64, 96)
+    mask = fused.gen_random_mask(imgs)
+    results = []
+    for model in (fused, reference):
+        latent, _ = model.forward_encoder(imgs, mask, impl=impl)
+        loss = model.forward_loss(imgs, model.forward_decoder(latent, mask), mask)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (loss_f, grads_f), (loss_r, grads_r) = results
+    assert torch.equal(loss_f, loss_r)  # the same forward ops
+    for name, grad in grads_r.items():
+        torch.testing.assert_close(grads_f[name], grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
 # ----------------------------------------------------------------------- independent reference

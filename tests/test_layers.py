@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnxv2_dense.models import GRN, LayerNorm2d
+from cnxv2_dense.models import GRN, LayerNorm2d, grn_fused, grn_reference
 
 
 def naive_grn(x_nhwc, gamma, beta, eps=1e-6):
@@ -103,3 +103,114 @@ def test_grn_under_autocast_matches_fp32():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = grn(x.bfloat16())
     torch.testing.assert_close(out.float(), grn(x.bfloat16().float()), rtol=1e-2, atol=1e-2)
+
+
+# ----------------------------------------------------------------------- fused GRN
+LAYOUTS = {'nhwc': dict(spatial_dims=(1, 2), channel_dim=-1, shape=(2, 5, 6, 12)),
+           'nchw': dict(spatial_dims=(2, 3), channel_dim=1, shape=(2, 12, 5, 6))}
+
+
+def grn_case(layout, masked, dtype=torch.float32):
+    """Input, random gamma / beta and (optionally) a 0/1 mask of about half the positions."""
+    spec = LAYOUTS[layout]
+    x = torch.randn(spec['shape'], dtype=dtype)
+    gamma, beta = torch.randn(12, dtype=dtype), torch.randn(12, dtype=dtype)
+    visible = None
+    if masked:
+        mask_shape = list(spec['shape'])
+        mask_shape[spec['channel_dim']] = 1
+        visible = (torch.rand(mask_shape) > 0.5).to(dtype)
+    return x, gamma, beta, visible, dict(eps=1e-6, spatial_dims=spec['spatial_dims'],
+                                         channel_dim=spec['channel_dim'])
+
+
+def grn_outputs_and_grads(grn, x, gamma, beta, visible, kwargs, grad_out):
+    inputs = [t.clone().requires_grad_() for t in (x, gamma, beta)]
+    out = grn(*inputs, visible=visible, **kwargs)
+    out.backward(grad_out)
+    return [out.detach()] + [t.grad for t in inputs]
+
+
+@pytest.mark.parametrize('masked', [False, True])
+@pytest.mark.parametrize('layout', sorted(LAYOUTS))
+def test_fused_grn_matches_autograd_in_float32(layout, masked):
+    x, gamma, beta, visible, kwargs = grn_case(layout, masked)
+    grad_out = torch.randn_like(x)
+    fused = grn_outputs_and_grads(grn_fused, x, gamma, beta, visible, kwargs, grad_out)
+    reference = grn_outputs_and_grads(grn_reference, x, gamma, beta, visible, kwargs, grad_out)
+    assert torch.equal(fused[0], reference[0])  # the same forward ops
+    for name, a, b in zip(['dx', 'dgamma', 'dbeta'], fused[1:], reference[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize('masked', [False, True])
+@pytest.mark.parametrize('layout', sorted(LAYOUTS))
+def test_fused_grn_passes_gradcheck_in_float64(layout, masked):
+    x, gamma, beta, visible, kwargs = grn_case(layout, masked, dtype=torch.float64)
+    inputs = [t.requires_grad_() for t in (x, gamma, beta)]
+    assert torch.autograd.gradcheck(
+        lambda *args: grn_fused(*args, visible=visible, **kwargs), inputs)
+
+
+def test_fused_grn_gradient_of_an_all_zero_channel_is_autograds():
+    # G(x) = 0 for a channel: the norm is not differentiable there; torch's norm backward
+    # takes 0, and so must the fused backward (no NaN from dividing by G).
+    x, gamma, beta, _, kwargs = grn_case('nhwc', masked=False)
+    x[0, ..., 3] = 0
+    x[1] = 0  # a whole sample at zero: G = 0 everywhere, the denominator is eps alone
+    grad_out = torch.randn_like(x)
+    fused = grn_outputs_and_grads(grn_fused, x, gamma, beta, None, kwargs, grad_out)
+    reference = grn_outputs_and_grads(grn_reference, x, gamma, beta, None, kwargs, grad_out)
+    assert all(torch.isfinite(t).all() for t in fused)
+    for a, b in zip(fused, reference):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_fused_grn_keeps_only_its_input_for_backward():
+    """One full-size tensor (x) saved, besides the (N, 1, 1, C) norm, gamma and the mask."""
+    x, gamma, beta, visible, kwargs = grn_case('nhwc', masked=True)
+    x.requires_grad_()
+    full_size = {}
+    for grn in (grn_fused, grn_reference):
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t,
+                                                      lambda t: t):
+            grn(x, gamma.requires_grad_(), beta.requires_grad_(), visible=visible, **kwargs)
+        full_size[grn] = {t.data_ptr() for t in saved if t.shape == x.shape}
+    assert full_size[grn_fused] == {x.data_ptr()}
+    assert len(full_size[grn_reference]) >= 2  # autograd also keeps the masked x * visible
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_fused_grn_under_autocast_computes_in_float32(dtype):
+    x, gamma, beta, _, kwargs = grn_case('nhwc', masked=False)
+    x = x.to(dtype)
+    grad_out = torch.randn_like(x)
+    with torch.autocast('cpu', dtype=dtype):
+        fused = grn_outputs_and_grads(grn_fused, x, gamma, beta, None, kwargs, grad_out)
+        reference = grn_outputs_and_grads(grn_reference, x, gamma, beta, None, kwargs, grad_out)
+    assert fused[0].dtype == dtype and fused[1].dtype == dtype  # out and dx in x's dtype
+    assert fused[2].dtype == torch.float32 and fused[3].dtype == torch.float32
+    assert torch.equal(fused[0], reference[0])
+    # Both compute in float32 from the same low-precision x and dy: gamma / beta gradients
+    # agree to float32 rounding; dx is rounded to the low-precision dtype at the end.
+    torch.testing.assert_close(fused[1], reference[1])
+    for a, b in zip(fused[2:], reference[2:]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_grn_module_runs_the_fused_function_unless_told_not_to():
+    grn = GRN(12)
+    torch.nn.init.normal_(grn.gamma)
+    x = torch.randn(2, 5, 6, 12, requires_grad=True)
+    assert type(grn(x).grad_fn).__name__ == '_FusedGRNBackward'
+    grn.fused = False
+    assert type(grn(x).grad_fn).__name__ != '_FusedGRNBackward'
+    assert 'fused=False' in repr(grn)
+    # A mask that requires grad is differentiated by the autograd reference.
+    grn.fused = True
+    visible = torch.ones(2, 5, 6, 1, requires_grad=True)
+    grn(x, visible).sum().backward()
+    assert visible.grad is not None
+    with pytest.raises(ValueError, match='does not differentiate the visible mask'):
+        grn_fused(x, grn.gamma, grn.beta, 1e-6, (1, 2), -1, visible)
