@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cnxv2_dense.models import ARCH_SETTINGS, ConvNeXtV2, default_num_layers, get_layer_id
+from cnxv2_dense.models import ARCH_SETTINGS, GRN, ConvNeXtV2, default_num_layers, get_layer_id
 
 
 def build_on_meta(**kwargs) -> ConvNeXtV2:
@@ -126,17 +126,93 @@ def test_outputs_keep_the_input_memory_format(tiny_arch):
     assert all(o.is_contiguous(memory_format=torch.channels_last) for o in model(x_last))
 
 
-def test_channels_last_option_matches_nchw_outputs_and_gradients(tiny_arch):
+@pytest.mark.parametrize('channels_last', [True, None])
+def test_channels_last_option_matches_nchw_outputs_and_gradients(tiny_arch, channels_last):
     torch.manual_seed(0)
-    plain = ConvNeXtV2(arch=tiny_arch)
+    plain = ConvNeXtV2(arch=tiny_arch, channels_last=False)
     plain.init_weights()
-    last = ConvNeXtV2(arch=tiny_arch, channels_last=True)
+    last = ConvNeXtV2(arch=tiny_arch, channels_last=channels_last)
     last.load_state_dict(plain.state_dict())
     outs = run_and_compare(plain, last, torch.randn(2, 3, 64, 64),
                            output_tol=dict(rtol=1e-5, atol=1e-5),
                            grad_tol=dict(rtol=1e-5, atol=1e-6))
     # NCHW in, NCHW out: safe for raw-memory ops like RoIAlign
     assert all(o.is_contiguous() for o in outs)
+
+
+def test_default_layout_is_picked_per_device_and_the_flag_forces_one(tiny_arch):
+    auto = build_on_meta(arch=tiny_arch)
+    assert auto.channels_last is None  # what a config without the flag builds
+    assert auto.memory_format_for('cpu') == torch.channels_last
+    assert auto.memory_format_for(torch.device('cuda', 0)) == torch.channels_last
+    assert auto.memory_format_for('mps') == torch.contiguous_format
+    for flag, expected in [(True, torch.channels_last), (False, torch.contiguous_format)]:
+        forced = build_on_meta(arch=tiny_arch, channels_last=flag)
+        assert {forced.memory_format_for(d) for d in ('cpu', 'cuda', 'mps')} == {expected}
+
+
+def test_default_backbone_runs_its_convolutions_channels_last_on_cpu(tiny_arch):
+    model = ConvNeXtV2(arch=tiny_arch).eval()
+    seen = []
+    for conv in model.modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert len(seen) == 4 + sum(tiny_arch['depths'])  # stem, 3 downsamples, a dwconv per block
+    assert all(t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+               for t in seen)
+    assert all(o.is_contiguous() for o in outs)  # NCHW-contiguous out all the same
+
+
+def use_reference_grn(model: torch.nn.Module) -> torch.nn.Module:
+    """Switch every GRN of ``model`` to the autograd reference."""
+    for module in model.modules():
+        if isinstance(module, GRN):
+            module.fused = False
+    return model
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_fused_grn_backbone_matches_the_autograd_reference(tiny_arch, with_cp):
+    fused = ConvNeXtV2(arch=tiny_arch, with_cp=with_cp)
+    fused.init_weights()
+    for name, param in fused.named_parameters():
+        if '.grn.' in name:
+            torch.nn.init.normal_(param, std=0.5)
+    reference = use_reference_grn(ConvNeXtV2(arch=tiny_arch, with_cp=with_cp))
+    reference.load_state_dict(fused.state_dict())
+    run_and_compare(reference, fused, torch.randn(2, 3, 64, 64),
+                    output_tol=dict(rtol=0, atol=0), grad_tol=dict(rtol=1e-5, atol=1e-6))
+
+
+def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd keeps for backward after ``model(x)`` (parameters
+    excluded: they live anyway). Counted through saved-tensor hooks, so what gradient
+    checkpointing keeps (each block's input) is counted too."""
+    params = {p.data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        outs = model(x)
+    assert all(o.requires_grad for o in outs)
+    return sum(storages.values())
+
+
+def test_with_cp_saves_at_least_half_the_activation_memory():
+    arch = dict(depths=[2, 2, 2, 2], dims=[16, 32, 64, 128])
+    plain = ConvNeXtV2(arch=arch).train()
+    ckpt = ConvNeXtV2(arch=arch, with_cp=True).train()
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 128, 128, requires_grad=True)
+    full, checkpointed = saved_activation_bytes(plain, x), saved_activation_bytes(ckpt, x)
+    assert checkpointed > 0
+    assert full >= 2 * checkpointed, (full, checkpointed)
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])

@@ -1,4 +1,6 @@
-"""Independent reference: timm's ConvNeXt V2 gives the same stage outputs and parameter counts."""
+"""Independent reference: timm's ConvNeXt V2 gives the same stage outputs, gradients and
+parameter counts, in every layout (``channels_last`` auto / forced on / forced off) and with
+the fused GRN as with its autograd reference."""
 import re
 
 import pytest
@@ -6,7 +8,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from cnxv2_dense.models import ARCH_SETTINGS, ConvNeXtV2
+from cnxv2_dense.models import ARCH_SETTINGS, GRN, ConvNeXtV2
 
 # timm name -> our name, written out here from the two layouts (independent of the package's
 # own checkpoint converters).
@@ -35,9 +37,16 @@ def timm_to_ours(state):
     return out
 
 
-def atto_pair(train: bool):
+# Every way our backbone can run: the layout flag (None = the default, picked per device) and
+# the GRN implementation (fused, or autograd's reference).
+PATHS = [pytest.param(channels_last, fused, id=f'channels_last={channels_last}-'
+                      f'{"fused" if fused else "reference"}_grn')
+         for channels_last in (None, True, False) for fused in (True, False)]
+
+
+def atto_pair(train: bool, channels_last=None, fused: bool = True, dtype=torch.float32):
     """timm's features_only atto (random non-trivial GRN parameters: timm inits them to zero) and
-    our atto with the same weights."""
+    our atto with the same weights, in the given layout and GRN implementation."""
     reference = timm.create_model('convnextv2_atto', pretrained=False, features_only=True)
     with torch.no_grad():
         for name, param in reference.named_parameters():
@@ -46,15 +55,19 @@ def atto_pair(train: bool):
     # features_only flattens module names (stem_0, stages_0); map back to the model's names.
     state = {re.sub(r'^(stem|stages)_(\d)', r'\1.\2', k): v
              for k, v in reference.state_dict().items()}
-    ours = ConvNeXtV2(arch='atto')
+    ours = ConvNeXtV2(arch='atto', channels_last=channels_last)
     result = ours.load_state_dict(timm_to_ours(state), strict=False)
     assert result.unexpected_keys == []
     assert all(k.startswith('norm') for k in result.missing_keys)  # only our output norms
-    return reference.train(train), ours.train(train)
+    for module in ours.modules():
+        if isinstance(module, GRN):
+            module.fused = fused
+    return reference.to(dtype).train(train), ours.to(dtype).train(train)
 
 
-def test_stage_outputs_match_timm_features_only():
-    reference, ours = atto_pair(train=False)
+@pytest.mark.parametrize('channels_last,fused', PATHS)
+def test_stage_outputs_match_timm_features_only(channels_last, fused):
+    reference, ours = atto_pair(train=False, channels_last=channels_last, fused=fused)
     for i in range(4):
         norm = getattr(ours, f'norm{i}')
         torch.nn.init.normal_(norm.weight)
@@ -68,21 +81,27 @@ def test_stage_outputs_match_timm_features_only():
             torch.testing.assert_close(out, getattr(ours, f'norm{i}')(feat), rtol=1e-5, atol=1e-5)
 
 
-def test_gradients_match_timm_features_only():
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('channels_last,fused', PATHS)
+def test_gradients_match_timm_features_only(channels_last, fused, dtype):
     """Backward too: the same loss on both models' stage outputs gives the same gradients for
-    the input and every shared parameter (our output norms are identity-initialised here)."""
-    reference, ours = atto_pair(train=True)
-    x = torch.randn(2, 3, 64, 96)
+    the input and every shared parameter (our output norms are identity-initialised here), to
+    1e-5 of each gradient's scale in float32 and far closer in float64 (the same math)."""
+    reference, ours = atto_pair(train=True, channels_last=channels_last, fused=fused,
+                                dtype=dtype)
+    x = torch.randn(2, 3, 64, 96, dtype=dtype)
     x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
-    weights = [torch.randn(2, c, 64 >> (i + 2), 96 >> (i + 2))
+    weights = [torch.randn(2, c, 64 >> (i + 2), 96 >> (i + 2), dtype=dtype)
                for i, c in enumerate(ARCH_SETTINGS['atto']['dims'])]
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
 
-    def layer_norm(feat):  # what our identity-initialised output norm{i} computes
-        return F.layer_norm(feat.permute(0, 2, 3, 1), feat.shape[1:2]).permute(0, 3, 1, 2)
+    def layer_norm(feat):  # what our identity-initialised output norm{i} computes (eps 1e-6)
+        return F.layer_norm(feat.permute(0, 2, 3, 1), feat.shape[1:2],
+                            eps=1e-6).permute(0, 3, 1, 2)
 
     sum((layer_norm(f) * w).sum() for f, w in zip(reference(x_ref), weights)).backward()
     sum((f * w).sum() for f, w in zip(ours(x_ours), weights)).backward()
-    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=tol, atol=tol)
     reference_grads = timm_to_ours({re.sub(r'^(stem|stages)_(\d)', r'\1.\2', name): param.grad
                                     for name, param in reference.named_parameters()})
     our_params = dict(ours.named_parameters())
@@ -92,7 +111,7 @@ def test_gradients_match_timm_features_only():
         # order, so the tolerance scales with the gradient; a wrong gradient is off by O(1).
         scale = grad.abs().max().item()
         torch.testing.assert_close(our_params[name].grad, grad.reshape(our_params[name].shape),
-                                   rtol=1e-3, atol=1e-3 * scale,
+                                   rtol=tol, atol=tol * scale,
                                    msg=lambda m, name=name: f'{name}: {m}')
 
 

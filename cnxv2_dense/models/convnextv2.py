@@ -22,8 +22,8 @@ from ..registry import MODELS
 from .layer_depth import default_num_layers, get_layer_id
 from .layers import GRN, LayerNorm2d, LayerNormLast, memory_format_of
 
-__all__ = ['ARCH_SETTINGS', 'NUM_STAGES', 'TOTAL_STRIDE', 'parse_arch', 'ConvNeXtV2Block',
-           'ConvNeXtV2', 'default_init_cfg']
+__all__ = ['ARCH_SETTINGS', 'CHANNELS_LAST_DEVICES', 'NUM_STAGES', 'TOTAL_STRIDE', 'parse_arch',
+           'ConvNeXtV2Block', 'ConvNeXtV2', 'default_init_cfg']
 
 
 # The official init of every conv / linear layer: trunc normal std .02 (cut at +-2), zero bias.
@@ -32,6 +32,16 @@ DEFAULT_INIT: Dict[str, Any] = dict(type='TruncNormal', layer=['Conv2d', 'Linear
 # The weight initializer that loads a pretrained checkpoint in any supported layout; registered
 # by cnxv2_dense.checkpoints (found through the registry, so models never import that package).
 PRETRAINED_INIT = 'cnxv2_dense.PretrainedBackbone'
+# Device types on which ``channels_last=None`` (the default) runs the network channels-last.
+# NOTE: every block's pointwise half (LayerNorm, the two Linears, GELU, GRN) works on
+# (N, H, W, C). On channels-last maps the permutes into and out of that layout are free views;
+# on NCHW maps each block pays a copy in LayerNorm and a strided residual add. On CPU the
+# oneDNN depthwise 7x7 convolution is also much faster channels-last (measured: see
+# docs/speed.md). On CUDA, PyTorch sends every channels-last depthwise conv to cuDNN, and
+# cuDNN's half-precision (AMP) kernels are NHWC-native; the CUDA choice is reasoned, not yet
+# measured (docs/speed.md). Other backends (mps, xpu, ...) keep NCHW, the layout they all
+# support natively. ``channels_last=True / False`` overrides this.
+CHANNELS_LAST_DEVICES: Tuple[str, ...] = ('cpu', 'cuda')
 
 
 def default_init_cfg(init_cfg: Optional[Union[dict, List[dict]]]) -> List[dict]:
@@ -189,10 +199,12 @@ class ConvNeXtV2(BaseModule):
         layer_scale_init_value (float): Layer scale init; 0 disables it (V2; V1 used 1e-6).
             Defaults to 0.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
-        channels_last (bool): Run the stem and stages on a channels-last copy of the input
-            (the depthwise 7x7 convolutions run much faster that way on CPU, see
-            ``benchmarks/backbone_speed.py``). Outputs keep the input's memory format either
-            way, so downstream ops that read raw NCHW memory are safe. Defaults to False.
+        channels_last (bool, optional): Memory format of the stem and stages. None picks the
+            fastest for the input's device (:meth:`memory_format_for`: channels-last on CPU and
+            CUDA, see :data:`CHANNELS_LAST_DEVICES` and ``docs/speed.md``); True forces a
+            channels-last copy of the input, False NCHW. Outputs keep the input's memory
+            format whatever runs inside (NCHW in, NCHW-contiguous out), so downstream ops that
+            read raw NCHW memory (mmcv's RoIAlign) are safe. Defaults to None.
         init_cfg (dict | list[dict], optional): mmengine init config, run after the default
             trunc-normal init (:func:`default_init_cfg`); ``dict(type='Pretrained',
             checkpoint=PATH[, prefix=...])`` loads pretrained weights in any layout of
@@ -208,7 +220,7 @@ class ConvNeXtV2(BaseModule):
                  use_grn: bool = True,
                  layer_scale_init_value: float = 0.,
                  with_cp: bool = False,
-                 channels_last: bool = False,
+                 channels_last: Optional[bool] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=default_init_cfg(init_cfg))
         self.depths, self.dims = parse_arch(arch)
@@ -299,6 +311,20 @@ class ConvNeXtV2(BaseModule):
             for param in module.parameters():
                 param.requires_grad = False
 
+    def memory_format_for(self, device: Union[str, torch.device]) -> torch.memory_format:
+        """The memory format the stem and stages run in on ``device``.
+
+        Args:
+            device (str | torch.device): Where the input lives.
+
+        Returns:
+            torch.memory_format: ``torch.channels_last`` or ``torch.contiguous_format``.
+        """
+        channels_last = self.channels_last
+        if channels_last is None:
+            channels_last = torch.device(device).type in CHANNELS_LAST_DEVICES
+        return torch.channels_last if channels_last else torch.contiguous_format
+
     def train(self, mode: bool = True) -> 'ConvNeXtV2':
         super().train(mode)
         self._freeze_stages()
@@ -311,8 +337,7 @@ class ConvNeXtV2(BaseModule):
             raise ValueError(f'Input sides must be at least {TOTAL_STRIDE} px (the total stride), '
                              f'got {tuple(x.shape[-2:])}; pad or resize the image.')
         out_format = memory_format_of(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=self.memory_format_for(x.device))
         outs = []
         for i in range(NUM_STAGES):
             x = self.stages[i](self.downsample_layers[i](x))
