@@ -1,0 +1,29 @@
+"""The speed benchmark runs end to end (tiny settings, for correctness only: nothing is timed
+against a threshold here)."""
+import importlib.util
+import os.path as osp
+
+from .conftest import ROOT
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'benchmarks', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_backbone_speed_runs_every_model_mode_and_policy(monkeypatch, capsys):
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    backbone_speed = load_script('backbone_speed')
+    results = backbone_speed.main(['--cases', 'atto:32', '--batch', '1', '--rounds', '1',
+                                   '--warmup', '0', '--device', 'cpu'])
+    # Each OpenMP policy ran in its own process, started with the variable set (or unset).
+    assert {policy: result['meta']['policy'] for policy, result in results.items()} == {
+        'default': 'default', 'PASSIVE': 'PASSIVE'}
+    for result in results.values():
+        assert [row['mode'] for row in result['rows']] == ['train', 'infer']
+        for row in result['rows']:
+            assert set(row['medians']) == set(backbone_speed.MODELS)
+            assert all(value > 0 for value in row['medians'].values())
+    assert 'x timm' in capsys.readouterr().out
