@@ -222,7 +222,7 @@ def tile(panels: Sequence[np.ndarray], columns: int, gap: int = 4) -> np.ndarray
     return grid
 
 
-def val_images(config: Path, count: int) -> List[Path]:
+def val_images(task: str, config: Path, count: int) -> List[Path]:
     """The first ``count`` images (sorted) of the config's val split."""
     from cnxv2_dense.utils import load_config
     dataset = load_config(str(config)).val_dataloader.dataset
@@ -230,8 +230,8 @@ def val_images(config: Path, count: int) -> List[Path]:
     folder = ROOT / dataset.get('data_root', '') / (prefix.get('img') or prefix.get('img_path', ''))
     images = sorted(p for p in folder.glob('*') if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
     if not images:
-        raise MissingRun(f'no val images in {folder}; the demo writes them '
-                         f'(python tools/make_demo_data.py)')
+        raise MissingRun(f'no val images in {folder}; write the demo data with '
+                         f'`python tools/make_demo_data.py --layout {TASKS[task].layout}`')
     return images[:count]
 
 
@@ -253,10 +253,11 @@ def enlarge(image: np.ndarray, sample, factor: int):
     return image, sample
 
 
-def draw_predictions(run: Run, out_file: Path, count: int, columns: int, enlarge_by: int,
-                     score_thr: float, device: str, max_kb: int = MAX_KB) -> Path:
-    """The run's predictions on its first val images, one grid (``tools/infer.py``'s predictor
-    and visualizer)."""
+def draw_predictions(run: Run, images: Sequence[Path], out_file: Path, columns: int,
+                     enlarge_by: int, score_thr: float, device: str,
+                     max_kb: int = MAX_KB) -> Path:
+    """The run's predictions on ``images``, one grid (``tools/infer.py``'s predictor and
+    visualizer)."""
     import mmcv
 
     import tools.infer as infer
@@ -271,7 +272,7 @@ def draw_predictions(run: Run, out_file: Path, count: int, columns: int, enlarge
     numpy_state = np.random.get_state()
     np.random.seed(0)
     try:
-        for path in val_images(run.config, count):
+        for path in images:
             image, result = enlarge(mmcv.imread(str(path), channel_order='rgb'),
                                     predict(str(path)), enlarge_by)
             visualizer.add_datasample(path.stem, image, data_sample=result, draw_gt=False,
@@ -341,7 +342,8 @@ def main(argv: Optional[List[str]] = None) -> List[Path]:
     runs, missing = {}, []
     for task in (t for t in ('det', 'seg') if t in args.tasks):
         try:
-            runs[task] = find_run(task, work_dirs[task])
+            run = find_run(task, work_dirs[task])
+            runs[task] = run, val_images(task, run.config, args.num_images)
         except MissingRun as err:
             missing.append(str(err))
     fcmae_inputs: List[Path] = []
@@ -360,10 +362,10 @@ def main(argv: Optional[List[str]] = None) -> List[Path]:
                          + '\n  '.join(missing))
 
     written = []
-    for task, run in runs.items():
-        written.append(draw_predictions(run, args.out_dir / f'{task}_predictions.png',
-                                        args.num_images, args.columns, args.enlarge,
-                                        args.score_thr, args.device, args.max_kb))
+    for task, (run, images) in runs.items():
+        written.append(draw_predictions(run, images, args.out_dir / f'{task}_predictions.png',
+                                        args.columns, args.enlarge, args.score_thr,
+                                        args.device, args.max_kb))
         title = f'{_rel(TASKS[task].config)}, run in {_rel(run.work_dir)}'
         written.append(plot_curves(read_history(run.work_dir), TASKS[task].metrics, title,
                                    args.out_dir / f'{task}_curves.png', TASKS[task].title,
