@@ -74,6 +74,7 @@ def test_config_level_check_names_heads_with_another_number_of_classes(coco):
     cfg = Config.fromfile(DEMO)
     for key in ('train_dataloader', 'val_dataloader'):
         cfg[key].dataset.data_root = f'{root}/'
+    cfg.val_evaluator.ann_file = f'{root}/annotations/instances_val.json'
     assert detection_data_problems(cfg) == []
     cfg.model.roi_head.mask_head.num_classes = 80
     [problem] = detection_data_problems(cfg)
@@ -85,7 +86,12 @@ def test_config_level_check_names_heads_with_another_number_of_classes(coco):
         full[key].dataset.data_root = f'{root}/nothing/'
     problems = detection_data_problems(full)
     assert 'instances_train2017.json does not exist' in problems[0]
-    assert len(problems) == 2  # train and val
+    assert problems[1].startswith('val_dataloader.dataset.ann_file')
+    # the metric's own copy of the path (data_root is not joined to it)
+    assert problems[2] == ('val_evaluator.ann_file: data/coco/annotations/instances_val2017.json '
+                           'does not exist; set it to the annotation file of the images it '
+                           'scores')
+    assert len(problems) == 3
 
 
 def test_empty_foreign_truncated_and_resized_images_are_named(coco):
@@ -111,3 +117,52 @@ def test_grayscale_and_rgba_images_pass(coco):
         Image.open(root / 'train' / name).convert(mode).save(root / 'train' / name)
     assert check(root, ann_file) == []
 
+
+
+def as_jpeg(png, jpeg, truncate: bool = False, trailer: bytes = b'', mode: str = 'RGB') -> None:
+    """Write the picture of ``png`` as a JPEG file: whole, cut short as an interrupted copy
+    leaves it (its header still reads), or with bytes appended after the image."""
+    Image.open(png).convert(mode).save(jpeg, quality=90)
+    data = jpeg.read_bytes()
+    if truncate:
+        data = data[:len(data) * 2 // 3]
+    jpeg.write_bytes(data + trailer)
+    with Image.open(jpeg) as image:
+        assert image.size == Image.open(png).size
+
+
+def test_a_truncated_jpeg_is_named(coco):
+    """A JPEG cut short opens and reports its size (PIL's verify() passes it); the check decodes
+    it and names it, with the annotation file to fix. Whole JPEGs, grayscale ones and ones with
+    bytes after the image (as some cameras write them) pass."""
+    root, ann_file = coco
+    images = json.loads(ann_file.read_text())['images']
+    kinds = [dict(truncate=True), dict(), dict(trailer=b'camera trailer'), dict(mode='L')]
+    for image, kind in zip(images, kinds):
+        png = root / 'train' / image['file_name']
+        image['file_name'] = png.with_suffix('.jpg').name
+        as_jpeg(png, png.with_suffix('.jpg'), **kind)
+    edit(ann_file, lambda data: data.update(images=images))
+    with Image.open(root / 'train' / images[0]['file_name']) as truncated:
+        truncated.verify()  # what a header check sees: nothing wrong
+    [problem] = check(root, ann_file)
+    assert problem.startswith(f'{root / "train" / images[0]["file_name"]}: a truncated JPEG')
+    assert 'image file is truncated' in problem  # PIL's reason
+    assert problem.endswith(f'remove the image and its annotations from {ann_file}')
+
+
+def test_a_test_set_image_list_without_annotations_passes_only_for_testing(coco):
+    """COCO's test-dev ships an image list without annotations (scored by the server:
+    format_only); tools/test.py accepts such a file, training does not."""
+    root, ann_file = coco
+    edit(ann_file, lambda data: data.pop('annotations'))
+    assert check_coco_dataset(str(ann_file), str(root / 'train'), CLASSES,
+                              'test_dataloader.dataset', needs_annotations=False) == []
+    [problem] = check(root, ann_file)
+    assert problem == f'{ann_file}: no annotations: a COCO instance file has images, ' \
+        'annotations and categories'
+    cfg = Config.fromfile(DEMO)
+    cfg.test_dataloader.dataset.update(data_root=f'{root}/', ann_file=str(ann_file),
+                                       data_prefix=dict(img='train/'))
+    cfg.test_evaluator.update(ann_file=str(ann_file), format_only=True, outfile_prefix='x')
+    assert detection_data_problems(cfg, ('test_dataloader',)) == []

@@ -83,4 +83,20 @@ def test_an_unreadable_image_is_named_with_its_label_map(tmp_path):
     empty = tmp_path / 'empty.jpg'
     empty.write_bytes(b'')
     problem = check_label_map(label_map(tmp_path, grid(1)), str(empty), 4)
-    assert problem.startswith(f'{empty}: the image of {tmp_path / "map.png"} cannot be read')
+    assert problem.startswith(f'{empty}: the image of {tmp_path / "map.png"} cannot be used: '
+                              'not a readable image')
+    assert problem.endswith('replace it, or remove it and its label map')
+
+
+def test_a_truncated_jpeg_image_is_named_with_its_label_map(tmp_path):
+    """ADE20K-style sets keep their images as JPEG: one cut short is named before training."""
+    jpeg = tmp_path / 'image.jpg'
+    pixels = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(jpeg, quality=90)
+    seg_map = label_map(tmp_path, np.zeros((48, 64)))
+    assert check_label_map(seg_map, str(jpeg), 4) is None
+    data = jpeg.read_bytes()
+    jpeg.write_bytes(data[:len(data) * 2 // 3])
+    assert Image.open(jpeg).size == (64, 48)  # its header still reads
+    problem = check_label_map(seg_map, str(jpeg), 4)
+    assert problem.startswith(f'{jpeg}: the image of {seg_map} cannot be used: a truncated JPEG')

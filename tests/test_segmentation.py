@@ -394,6 +394,28 @@ def test_train_names_bad_label_maps_before_training(tiny_seg_config, tmp_path):
     assert bad.name not in proc.stderr
 
 
+def test_test_tool_checks_the_test_set_first(tiny_seg_config, tmp_path):
+    """tools/test.py checks the label maps of its test set (and its checkpoint) as train.py
+    checks the training data, and stops before anything is built."""
+    from tools import test
+
+    from cnxv2_dense.datasets.synthetic_shapes import ade_dirs
+    config, data = tiny_seg_config
+    copy = tmp_path / 'data'
+    shutil.copytree(data, copy)
+    _, labels = ade_dirs(copy, 'validation')
+    bad = sorted(labels.glob('*.png'))[1]
+    Image.open(bad).convert('RGB').save(bad)  # a map saved as colours
+    work = tmp_path / 'test'
+    with pytest.raises(SystemExit) as stop:
+        test.main([str(config), str(tmp_path / 'no_such.pth'), '--work-dir', str(work),
+                   '--cfg-options', f'test_dataloader.dataset.data_root={copy}/'])
+    message = str(stop.value.code)
+    assert '2 problem(s)' in message and 'would stop or spoil testing' in message
+    assert f'{bad}: a RGB image' in message and 'no_such.pth does not exist' in message
+    assert not work.exists()
+
+
 def test_heads_with_another_number_of_classes_are_named(tiny_seg_config):
     from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems
     config, _ = tiny_seg_config

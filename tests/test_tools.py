@@ -306,3 +306,44 @@ def test_train_checks_the_detection_data_first(tiny_detection_config, tmp_path):
     assert 'model.roi_head.bbox_head.num_classes is 5' in message
     assert f'{tmp_path}/elsewhere/annotations/instances_val.json does not exist' in message
     assert not work.exists()
+
+
+def test_test_and_infer_check_their_inputs_first(tiny_detection_config, tmp_path):
+    """tools/test.py checks its checkpoint and test set, tools/infer.py its checkpoint and input
+    images, as train.py checks its data: each problem named, nothing built or written."""
+    from tools import infer, test
+
+    from .test_coco_check import as_jpeg
+    config, data = tiny_detection_config
+    copy = tmp_path / 'data'
+    shutil.copytree(data, copy)
+    ann_file = copy / 'annotations' / 'instances_val.json'
+    val = json.loads(ann_file.read_text())
+    png = copy / 'val' / val['images'][1]['file_name']
+    cut = png.with_suffix('.jpg')
+    as_jpeg(png, cut, truncate=True)  # an interrupted copy
+    png.unlink()
+    val['images'][1]['file_name'] = cut.name
+    ann_file.write_text(json.dumps(val))
+    missing = tmp_path / 'no_such.pth'
+
+    work = tmp_path / 'test'
+    with pytest.raises(SystemExit) as stop:
+        test.main([str(config), str(missing), '--work-dir', str(work), '--cfg-options',
+                   f'test_dataloader.dataset.data_root={copy}/',
+                   f'test_evaluator.ann_file={ann_file}'])
+    message = str(stop.value.code)
+    assert f'2 problem(s) in the inputs of {config} would stop or spoil testing' in message
+    assert f'load_from: {missing} does not exist' in message
+    assert f'{cut}: a truncated JPEG' in message and f'annotations from {ann_file}' in message
+    assert '--skip-data-check tests without this check' in message
+    assert not work.exists()
+
+    out_dir = tmp_path / 'vis'
+    with pytest.raises(SystemExit) as stop:
+        infer.main([str(config), str(missing), str(copy / 'val'), '--out-dir', str(out_dir)])
+    message = str(stop.value.code)
+    assert '2 problem(s) in the inputs of tools/infer.py would stop or spoil inference' in message
+    assert f'{missing}: the checkpoint does not exist' in message
+    assert f'{cut}: a truncated JPEG' in message and 'move it out of the input' in message
+    assert not out_dir.exists()

@@ -5,6 +5,10 @@
 INPUT is an image or a folder (searched recursively). Detection configs (default_scope mmdet)
 draw boxes and masks above ``--score-thr``; segmentation configs (mmseg) draw a colour-coded
 overlay. One PNG per image is written to ``--out-dir`` with the same relative path.
+
+Before the model is built, the checkpoint must exist and every input image must be usable (not
+empty, an image, not truncated); otherwise it stops naming each problem, so a folder is not left
+half-done at its first bad file.
 """
 import argparse
 import os.path as osp
@@ -17,7 +21,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import mmcv  # noqa: E402
 import torch  # noqa: E402
 
-from cnxv2_dense.utils import allow_mmengine_checkpoints, load_config  # noqa: E402
+from cnxv2_dense.datasets.image_check import UnusableImage, checked_image_size  # noqa: E402
+from cnxv2_dense.utils import (allow_mmengine_checkpoints, load_config,  # noqa: E402
+                               stop_on_input_problems)
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -32,6 +38,20 @@ def list_images(path: Path) -> List[Path]:
     if not images:
         raise FileNotFoundError(f'No images ({", ".join(IMAGE_SUFFIXES)}) under {path}')
     return images
+
+
+def input_problems(checkpoint: str, images: List[Path]) -> List[str]:
+    """One line per problem of the inputs: a checkpoint that is not there, unusable images."""
+    problems = []
+    if '://' not in checkpoint and not osp.isfile(checkpoint):
+        problems.append(f'{checkpoint}: the checkpoint does not exist; give the path of a '
+                        'trained checkpoint (or a URL)')
+    for path in images:
+        try:
+            checked_image_size(str(path))
+        except UnusableImage as err:
+            problems.append(f'{path}: {err}; replace it, or move it out of the input')
+    return problems
 
 
 def build_predictor(config: str, checkpoint: str, device: str):
@@ -70,6 +90,8 @@ def main(argv=None) -> List[Path]:
     allow_mmengine_checkpoints()
     source = Path(args.input)
     images = list_images(source)
+    stop_on_input_problems(input_problems(args.checkpoint, images), 'tools/infer.py',
+                           'inference', 'nothing was written')
     predict, visualizer, scope = build_predictor(args.config, args.checkpoint, args.device)
     written = []
     for path in images:

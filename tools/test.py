@@ -15,9 +15,14 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 
+from cnxv2_dense.datasets.coco_check import detection_data_problems  # noqa: E402
+from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems  # noqa: E402
 from cnxv2_dense.engine import build_runner  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
-                               load_config, prepare_cpu_distributed)
+                               load_config, prepare_cpu_distributed, stop_on_input_problems)
+from cnxv2_dense.utils.config_check import missing_checkpoint_files  # noqa: E402
+
+TEST_LOADERS = ('test_dataloader',)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation: the config's `tta_pipeline` and `tta_model` "
                         '(the ADE20K configs: the ConvNeXt V2 paper\'s multi-scale test)')
+    parser.add_argument('--skip-data-check', action='store_true',
+                        help='do not check the test data first (detection: COCO files, images '
+                        'and classes; segmentation: every label map and image)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -44,6 +52,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def check_data(cfg: Config) -> None:
+    """Stop before testing on inputs that would stop or spoil it, naming each problem: a
+    checkpoint that is not there, and the test set as ``tools/train.py`` checks its data (COCO
+    files, images and classes of detection configs, label maps and images of segmentation
+    ones)."""
+    problems = (missing_checkpoint_files(cfg, init_cfg=False)
+                + detection_data_problems(cfg, TEST_LOADERS)
+                + segmentation_data_problems(cfg, TEST_LOADERS))
+    stop_on_input_problems(problems, cfg.filename, 'testing',
+                           '--skip-data-check tests without this check')
 
 
 def _enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
@@ -107,6 +127,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     allow_mmengine_checkpoints()
     cfg = build_test_config(args)
+    if not args.skip_data_check:
+        check_data(cfg)
     prepare_cpu_distributed(cfg)
     runner = build_runner(cfg)
     try:

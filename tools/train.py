@@ -22,7 +22,8 @@ from cnxv2_dense.datasets.coco_check import detection_data_problems  # noqa: E40
 from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems  # noqa: E402
 from cnxv2_dense.engine import build_runner  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
-                               load_config, prepare_cpu_distributed, refuse_to_overwrite)
+                               load_config, prepare_cpu_distributed, refuse_to_overwrite,
+                               stop_on_input_problems)
 from cnxv2_dense.utils.config_check import missing_checkpoint_files  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'work dir when no path is given')
     parser.add_argument('--skip-data-check', action='store_true',
                         help='do not check the data before training (detection: COCO files, '
-                        'images and classes; segmentation: every label map)')
+                        'images and classes; segmentation: every label map and image)')
     parser.add_argument('--overwrite', action='store_true',
                         help='train even though the work dir holds checkpoints of an earlier '
                         'run (they are overwritten where names match); without it such a run '
@@ -85,17 +86,13 @@ def build_train_config(args: argparse.Namespace) -> Config:
 
 def check_data(cfg: Config) -> None:
     """Stop before training on inputs that would stop or spoil it later, naming each problem:
-    missing checkpoint files, COCO files, images and classes of detection configs, label maps of
-    segmentation ones.
+    missing checkpoint files, COCO files, images and classes of detection configs, label maps and
+    images of segmentation ones.
     """
     problems = (missing_checkpoint_files(cfg) + detection_data_problems(cfg)
                 + segmentation_data_problems(cfg))
-    if problems:
-        shown = '\n  '.join(problems[:20])
-        more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
-        raise SystemExit(f'error: {len(problems)} problem(s) in the inputs of {cfg.filename} '
-                         f'would stop or spoil training:\n  {shown}{more}\n'
-                         '(--skip-data-check trains without this check)')
+    stop_on_input_problems(problems, cfg.filename, 'training',
+                           '--skip-data-check trains without this check')
 
 
 def main(argv=None) -> None:

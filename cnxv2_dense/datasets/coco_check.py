@@ -5,20 +5,22 @@ config names but that is not there (an error after the model is built), classes 
 among the file's categories (mmdet matches them by name and silently trains on no boxes of that
 class), annotations of images the file does not list, image files that are missing (an error at
 the first batch that draws one, maybe hours in), image files that are empty, not images or
-truncated PNGs, or whose size is not the one the file records (masks are drawn at the recorded
-size), and heads whose ``num_classes`` is not the number of classes (wrong logits, or an index
-error in the loss).
+truncated (PNG, JPEG), or whose size is not the one the file records (masks are drawn at the
+recorded size), and heads whose ``num_classes`` is not the number of classes (wrong logits, or an
+index error in the loss).
 """
 import json
 import os.path as osp
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, List, Optional, Sequence
 
-from PIL import Image
+from .image_check import UnusableImage, checked_image_size
 
 # Dataset wrappers (RepeatDataset, ConcatDataset, MultiImageMixDataset, ...) hold the dataset
 # under one of these keys.
 _WRAPPED = ('dataset', 'datasets')
+# The dataloaders tools/train.py checks.
+TRAIN_LOADERS = ('train_dataloader', 'val_dataloader')
 
 
 def _coco_datasets(dataset_cfg) -> Iterator[dict]:
@@ -39,7 +41,7 @@ def _path(data_root: str, path: str) -> str:
 
 
 def check_coco_dataset(ann_file: str, image_dir: str, classes: Sequence[str], where: str,
-                       max_listed: int = 5) -> List[str]:
+                       max_listed: int = 5, needs_annotations: bool = True) -> List[str]:
     """Problems of one COCO annotation file and its image folder.
 
     Args:
@@ -48,6 +50,8 @@ def check_coco_dataset(ann_file: str, image_dir: str, classes: Sequence[str], wh
         classes (Sequence[str]): The classes the dataset trains on (mmdet matches them by name).
         where (str): The config key to name in messages, e.g. ``train_dataloader.dataset``.
         max_listed (int): Missing files named per problem. Defaults to 5.
+        needs_annotations (bool): The file must have ``annotations`` (a test set's image list,
+            such as COCO's ``image_info_test-dev2017.json``, need not). Defaults to True.
 
     Returns:
         list[str]: One line per problem.
@@ -60,7 +64,9 @@ def check_coco_dataset(ann_file: str, image_dir: str, classes: Sequence[str], wh
             data = json.load(f)
     except (OSError, ValueError) as err:
         return [f'{ann_file}: not a readable JSON file ({err})']
-    missing_keys = [key for key in ('images', 'annotations', 'categories') if key not in data]
+    required = ('images', 'annotations', 'categories') if needs_annotations else ('images',
+                                                                                 'categories')
+    missing_keys = [key for key in required if key not in data]
     if missing_keys:
         return [f'{ann_file}: no {" / ".join(missing_keys)}: a COCO instance file has images, '
                 'annotations and categories']
@@ -73,7 +79,7 @@ def check_coco_dataset(ann_file: str, image_dir: str, classes: Sequence[str], wh
             f'{names}; mmdet matches classes to categories by name: set '
             f'metainfo=dict(classes=...) to category names of the file')
     image_ids = {image.get('id') for image in data['images']}
-    orphans = sorted({ann.get('image_id') for ann in data['annotations']} - image_ids,
+    orphans = sorted({ann.get('image_id') for ann in data.get('annotations', [])} - image_ids,
                      key=str)
     if orphans:
         problems.append(f'{ann_file}: annotations of image ids {orphans[:max_listed]}'
@@ -89,34 +95,43 @@ def check_coco_dataset(ann_file: str, image_dir: str, classes: Sequence[str], wh
         problems.append(f'{ann_file}: {len(missing)} of its {len(data["images"])} images are not '
                         f'in {image_dir}: {missing[:max_listed]}'
                         f'{" ..." if len(missing) > max_listed else ""}')
-    return problems + _image_problems(image_dir, data['images'], max_listed)
+    return problems + _image_problems(ann_file, image_dir, data['images'], max_listed)
 
 
-def image_problem(path: str, size: Optional[Sequence[int]] = None) -> Optional[str]:
-    """Why ``path`` is no usable image (empty, not an image, a damaged PNG), or has not the
-    recorded ``(width, height)``; None when it is fine. Reads the header (a PNG through its
-    checksums), not the pixels, so a truncated JPEG is not noticed."""
+def image_problem(path: str, size: Optional[Sequence[int]] = None,
+                  fix: str = 'replace the file, or leave it out of the dataset') -> Optional[str]:
+    """Why ``path`` is no usable image (empty, not an image, a truncated PNG or JPEG), or has not
+    the recorded ``(width, height)``; None when it is fine (see
+    :func:`~cnxv2_dense.datasets.image_check.checked_image_size`).
+
+    Args:
+        path (str): The image file.
+        size (Sequence[int], optional): The ``(width, height)`` it must have. Defaults to None.
+        fix (str): What to do about an unusable file, appended to its problem.
+    """
     try:
-        with Image.open(path) as image:
-            actual = image.size
-            image.verify()
-    except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
-        return f'{path}: not a readable image ({type(err).__name__}: {err})'
+        actual = checked_image_size(path)
+    except UnusableImage as err:
+        return f'{path}: {err}; {fix}'
     if size is not None and tuple(actual) != tuple(size):
         return (f'{path}: {actual[0]}x{actual[1]} pixels, but the annotation file records '
                 f'{size[0]}x{size[1]}; fix width / height there (masks are drawn at that size)')
     return None
 
 
-def _image_problems(image_dir: str, images: List[dict], max_listed: int) -> List[str]:
+def _image_problems(ann_file: str, image_dir: str, images: List[dict],
+                    max_listed: int) -> List[str]:
     """Problems of the images present in ``image_dir`` (checked in parallel threads: I/O)."""
+    fix = (f're-export or download it again, or remove the image and its annotations from '
+           f'{ann_file}')
+
     def one(image):
         path = osp.join(image_dir, str(image.get('file_name')))
         if not osp.isfile(path):
             return None
         recorded = (image['width'], image['height']) if 'width' in image and 'height' in image \
             else None
-        return image_problem(path, recorded)
+        return image_problem(path, recorded, fix)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         found = [p for p in pool.map(one, images) if p is not None]
@@ -137,16 +152,39 @@ def _head_class_counts(model_cfg) -> Iterator[tuple]:
                 yield f'model.roi_head.{key}{suffix}.num_classes', head['num_classes']
 
 
-def detection_data_problems(cfg) -> List[str]:
-    """Check a detection (mmdet) config's train and val COCO datasets and its heads' classes.
+def _missing_evaluator_files(cfg, loader_key: str) -> List[str]:
+    """The ``ann_file`` of the evaluators that score ``loader_key`` (``val_dataloader`` ->
+    ``val_evaluator``) that does not exist (it fails when the Runner builds the evaluator)."""
+    key = loader_key.replace('_dataloader', '_evaluator')
+    evaluators = cfg.get(key)
+    problems = []
+    for index, evaluator in enumerate(evaluators if isinstance(evaluators, (list, tuple))
+                                      else [evaluators]):
+        ann_file = evaluator.get('ann_file') if isinstance(evaluator, dict) else None
+        if isinstance(ann_file, str) and '://' not in ann_file and not osp.isfile(ann_file):
+            where = key + (f'[{index}]' if isinstance(evaluators, (list, tuple)) else '')
+            problems.append(f'{where}.ann_file: {ann_file} does not exist; set it to the '
+                            'annotation file of the images it scores')
+    return problems
 
-    Configs that are not mmdet's are not checked (empty list).
+
+def detection_data_problems(cfg, loaders: Sequence[str] = TRAIN_LOADERS) -> List[str]:
+    """Check the COCO datasets of a detection (mmdet) config's dataloaders and its heads' classes.
+
+    Args:
+        cfg (mmengine.Config): The config.
+        loaders (Sequence[str]): The dataloaders to check; the heads are checked against the
+            classes of the first one. Defaults to the train and val loaders (``tools/test.py``
+            checks its test loader).
+
+    Returns:
+        list[str]: One line per problem; empty for configs that are not mmdet's.
     """
     if cfg.get('default_scope') != 'mmdet':
         return []
     from mmdet.registry import DATASETS
     problems: List[str] = []
-    for loader_key in ('train_dataloader', 'val_dataloader'):
+    for loader_key in loaders:
         loader = cfg.get(loader_key) or {}
         for dataset in _coco_datasets(loader.get('dataset')):
             where = f'{loader_key}.dataset'
@@ -157,8 +195,10 @@ def detection_data_problems(cfg) -> List[str]:
             data_root = dataset.get('data_root') or ''
             image_dir = _path(data_root, (dataset.get('data_prefix') or {}).get('img', ''))
             problems += check_coco_dataset(_path(data_root, dataset['ann_file']), image_dir,
-                                           classes, where)
-            if loader_key == 'train_dataloader' and classes:  # (unknown dataset type: no count)
+                                           classes, where,
+                                           needs_annotations=loader_key != 'test_dataloader')
+            problems += _missing_evaluator_files(cfg, loader_key)
+            if loader_key == loaders[0] and classes:  # (unknown dataset type: no count)
                 for key, count in _head_class_counts(cfg.get('model')):
                     if count != len(classes):
                         problems.append(

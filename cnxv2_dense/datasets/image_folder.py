@@ -35,13 +35,14 @@ def list_images(root: Union[str, Path],
 
 
 def is_readable_image(path: str) -> bool:
-    """Whether PIL can identify and verify the file as an image (header and structure)."""
-    from PIL import Image
+    """Whether the file is a whole image: PIL identifies and verifies it (header and structure),
+    and a JPEG is not cut short
+    (:func:`~cnxv2_dense.datasets.image_check.checked_image_size`)."""
+    from .image_check import UnusableImage, checked_image_size
     try:
-        with Image.open(path) as img:
-            img.verify()
+        checked_image_size(path)
         return True
-    except Exception:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
+    except UnusableImage:
         return False
 
 

@@ -8,10 +8,13 @@ ADE20K's 22,000 maps), spread over threads.
 """
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+
+from .coco_check import TRAIN_LOADERS
+from .image_check import UnusableImage, checked_image_size
 
 # PIL modes whose pixel values are class indices (mmseg reads maps with Pillow, unchanged).
 INDEX_MODES = ('L', 'P')
@@ -65,10 +68,10 @@ def check_label_map(seg_map: str, image: Optional[str], num_classes: int, ignore
                 'pixel: a single-channel PNG (mode L or P) -- convert colours to indices first')
     if image is not None:
         try:
-            with Image.open(image) as picture:
-                image_size = picture.size
-        except (OSError, ValueError) as err:
-            return f'{image}: the image of {seg_map} cannot be read ({err})'
+            image_size = checked_image_size(image)
+        except UnusableImage as err:
+            return (f'{image}: the image of {seg_map} cannot be used: {err}; replace it, or '
+                    'remove it and its label map')
         if image_size != size:
             return (f'{seg_map}: {size[0]}x{size[1]} pixels but its image {image} is '
                     f'{image_size[0]}x{image_size[1]}; a label map must have its image\'s size')
@@ -110,16 +113,19 @@ def _data_infos(dataset) -> Iterable[dict]:
         yield dataset.get_data_info(index)
 
 
-def segmentation_data_problems(cfg) -> List[str]:
-    """Check the label maps of a segmentation config's train and val datasets, and that its heads
-    have as many classes as the training set.
+def segmentation_data_problems(cfg, loaders: Sequence[str] = TRAIN_LOADERS) -> List[str]:
+    """Check the label maps and images of a segmentation config's datasets, and that its heads
+    have as many classes as the first one.
 
     Builds the datasets as the Runner would (file lists only) and checks each label map against
-    the decode head's ``num_classes`` and ``ignore_index``. Configs that are not mmseg's, or
-    whose decode head is not one dict, are not checked (empty list).
+    the decode head's ``num_classes`` and ``ignore_index``, and each image (readable, whole, of
+    its label map's size). Configs that are not mmseg's, or whose decode head is not one dict,
+    are not checked (empty list).
 
     Args:
-        cfg (mmengine.Config): The training config.
+        cfg (mmengine.Config): The config.
+        loaders (Sequence[str]): The dataloaders to check. Defaults to the train and val loaders
+            (``tools/test.py`` checks its test loader).
 
     Returns:
         list[str]: One line per bad label map.
@@ -136,7 +142,7 @@ def segmentation_data_problems(cfg) -> List[str]:
         import_modules_from_strings(**cfg.custom_imports)
     problems: List[str] = []
     with DefaultScope.overwrite_default_scope('mmseg'):
-        for key in ('train_dataloader', 'val_dataloader'):
+        for key in loaders:
             loader = cfg.get(key)
             if not loader or not loader.get('dataset'):
                 continue
@@ -146,8 +152,7 @@ def segmentation_data_problems(cfg) -> List[str]:
                 other = cfg.model.get(name)
                 for index, one in enumerate(other if isinstance(other, list) else [other]):
                     count = one.get('num_classes') if isinstance(one, dict) else None
-                    if key == 'train_dataloader' and classes and count not in (None,
-                                                                               len(classes)):
+                    if key == loaders[0] and classes and count not in (None, len(classes)):
                         where = f'model.{name}' + (f'[{index}]' if isinstance(other, list) else '')
                         problems.append(f'{where}.num_classes is {count} but {key}.dataset has '
                                         f'{len(classes)} classes; set it to len(classes)')

@@ -25,10 +25,16 @@ def _checkpoint_entries(node, key: str) -> Iterator[Tuple[str, str]]:
             yield from _checkpoint_entries(value, f'{key}[{index}]')
 
 
-def missing_checkpoint_files(cfg) -> List[str]:
+def missing_checkpoint_files(cfg, init_cfg: bool = True) -> List[str]:
     """One line per local checkpoint path in ``model`` (``init_cfg``) or ``load_from`` that does
-    not exist. URLs and ``scheme://`` paths are left to their loaders."""
-    entries = list(_checkpoint_entries(cfg.get('model'), 'model'))
+    not exist. URLs and ``scheme://`` paths are left to their loaders.
+
+    Args:
+        cfg (mmengine.Config): The config.
+        init_cfg (bool): Check the pretrained checkpoints of ``init_cfg`` too (training
+            initialises the model from them; testing loads ``load_from`` only). Defaults to True.
+    """
+    entries = list(_checkpoint_entries(cfg.get('model'), 'model')) if init_cfg else []
     if isinstance(cfg.get('load_from'), str):
         entries.append(('load_from', cfg.load_from))
     return [f'{key}: {path} does not exist; give the path of the checkpoint (or a URL)'
