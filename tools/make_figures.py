@@ -25,6 +25,7 @@ import math
 import os.path as osp
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -180,7 +181,7 @@ def plot_curves(history: History, metrics: Sequence[str], title: str, out_file: 
         metric_ax.plot(iterations, [r.get(key, math.nan) for _, r in history.val], marker='o',
                        ms=3, label=key.split('/')[-1])
     metric_ax.set(xlabel='iteration', xlim=loss_ax.get_xlim())
-    metric_ax.set_title(metrics_title, fontsize=8)
+    metric_ax.set_title(textwrap.fill(metrics_title, 60), fontsize=8)
     metric_ax.legend(fontsize=7)
     metric_ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
