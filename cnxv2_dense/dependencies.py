@@ -23,7 +23,9 @@ REQUIRED: Dict[str, str] = {
     'numpy': '>=1.24',
     'pillow': '>=9.3',  # the first with wheels for Python 3.11
     'safetensors': '>=0.4.0',  # timm / Hugging Face checkpoints
-    'packaging': '>=20.0',  # the version checks below
+    # The version checks below; 20.9 is what huggingface-hub (under timm and transformers)
+    # needs, so the lowest tested environment cannot hold an older one.
+    'packaging': '>=20.9',
 }
 
 # Optional features: ``pip install "cnxv2_dense[det]"`` etc.
