@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,19 @@ sys.path.insert(0, ROOT)
 
 # Small enough to build and run in milliseconds; four stages like every real arch.
 TINY_ARCH = dict(depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])
+
+
+def cpu_autocast_supports(dtype: torch.dtype) -> bool:
+    """Whether ``torch.autocast('cpu', dtype=dtype)`` autocasts. bfloat16 does on every torch;
+    float16 only on newer ones: torch 2.1, the oldest supported, warns that it is disabled and
+    then refuses it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        try:
+            torch.autocast('cpu', dtype=dtype)
+        except (RuntimeError, UserWarning):
+            return False
+    return True
 
 
 def run_tool(args, **env):

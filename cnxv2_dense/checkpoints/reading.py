@@ -54,14 +54,29 @@ def _global_name(entry: Union[Any, Tuple[Any, str]]) -> Tuple[str, Any]:
     return f'{entry.__module__}.{entry.__qualname__}', entry
 
 
+def _plain_data_globals() -> Dict[str, Any]:
+    """Plain data that newer torch's weights-only unpickler builds but torch 2.1's does not:
+    bytes as pickle protocol 2 writes them (``_codecs.encode``, e.g. the data of the numpy
+    arrays in mmengine's message hub), sets, complex numbers, counters, devices and dtypes."""
+    import _codecs
+    import collections
+    allowed = {'_codecs.encode': _codecs.encode, 'builtins.set': set,
+               'builtins.bytearray': bytearray, 'builtins.complex': complex,
+               'collections.Counter': collections.Counter, 'torch.device': torch.device}
+    allowed.update((f'torch.{name}', value) for name, value in vars(torch).items()
+                   if isinstance(value, torch.dtype))
+    return allowed
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that builds only allow-listed globals (the pickle docs' "Restricting
-    Globals"): torch's own weights-only set plus :func:`checkpoint_safe_globals`."""
+    Globals"): the plain data of torch's own weights-only set (as newer torch has it) plus
+    :func:`checkpoint_safe_globals`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         from torch._weights_only_unpickler import _get_allowed_globals
-        self.allowed: Dict[str, Any] = dict(_get_allowed_globals())
+        self.allowed: Dict[str, Any] = {**_plain_data_globals(), **_get_allowed_globals()}
         self.allowed.update(_global_name(entry) for entry in checkpoint_safe_globals())
 
     def find_class(self, module: str, name: str) -> Any:
