@@ -1,10 +1,13 @@
 """Dataloader workers ask for a parent-death signal and keep mmengine's seeding (the kill of a
-whole training run is in test_tools.py); in epoch-based training they seed each sample."""
+whole training run is in test_tools.py, of a distributed one in test_segmentation.py), and so do
+the processes torchrun starts; in epoch-based training workers seed each sample."""
 import ctypes
 import ctypes.util
 import multiprocessing
+import os
 import random
 import signal
+import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from cnxv2_dense.engine import EndWithParent, end_workers_with_parent
 from cnxv2_dense.engine.random_state_hook import SeedEachSample
 from cnxv2_dense.engine.workers import build_dataloaders_ending_with_parent
+
+from .conftest import ROOT
 
 PR_GET_PDEATHSIG = 2  # from <linux/prctl.h>
 
@@ -59,6 +64,27 @@ def test_workers_get_the_signal_and_the_same_seeded_data():
     assert {item['seed'] for item in ending_items} == {7}
     for key in ('torch', 'numpy'):
         assert [i[key] for i in ending_items] == [i[key] for i in plain_items]
+
+
+# Run in a child process: the signal would otherwise stay set on the test process itself.
+UNDER_TORCHRUN = """
+import os
+from cnxv2_dense.engine import end_with_launcher
+from tests.test_dataloader_workers import parent_death_signal
+alone = end_with_launcher(), parent_death_signal()
+os.environ['TORCHELASTIC_RUN_ID'] = 'test'  # what torchrun sets in the processes it starts
+print(alone, (end_with_launcher(), parent_death_signal()))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='prctl is Linux-only')
+def test_a_process_started_by_torchrun_asks_to_end_with_it():
+    """Only under torchrun: a process started from a shell may outlive it on purpose."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop('TORCHELASTIC_RUN_ID', None)
+    out = subprocess.run([sys.executable, '-c', UNDER_TORCHRUN], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == f'(False, 0) (True, {int(signal.SIGKILL)})'
 
 
 def test_wrapping_is_idempotent_and_skips_loaders_without_workers():

@@ -4,9 +4,11 @@ wrapper, a loss step and a sliding-window predict step run, and tools/train.py, 
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -473,6 +475,81 @@ def test_distributed_resume_gives_each_process_its_random_states(tiny_seg_config
                    OMP_NUM_THREADS='1')
     assert 'Restored the random states' in out
     assert_same_weights(final_weights(resumed / 'iter_4.pth'), final_weights(whole / 'iter_4.pth'))
+
+
+def process_tree(root: int) -> dict:
+    """pid -> (parent pid, start time) of ``root`` and every live process below it."""
+    from .test_tools import processes
+    table = processes()
+    if root not in table:
+        return {}
+    found = {root: (table[root][0], table[root][2])}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, state, start) in table.items():
+            if ppid == parent and pid not in found and state != 'Z':
+                found[pid] = (ppid, start)
+                frontier.append(pid)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc; prctl is Linux')
+@pytest.mark.parametrize('victim', ['launcher', 'rank'])
+def test_a_killed_distributed_run_leaves_nothing_running(tiny_seg_config, tmp_path, victim):
+    """SIGKILL of the launcher (tools/dist_train.sh: a kill -9, a preempted job's main process)
+    or of one rank (the OOM killer picks the largest process) ends every process of the run:
+    torchrun, both ranks and their dataloader workers. Ranks whose torchrun was killed used to
+    train on, orphaned, with their workers."""
+    from .test_tools import alive, cmdline
+    config, _ = tiny_seg_config
+    proc = subprocess.Popen(
+        ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(tmp_path / 'work'),
+         '--cfg-options', 'train_dataloader.num_workers=1',
+         'train_dataloader.persistent_workers=True', 'train_cfg.max_iters=100000',
+         'train_cfg.val_interval=100000', 'default_hooks.checkpoint.interval=100000'],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=ROOT, PYTHON=PYTHON, OMP_NUM_THREADS='1',
+                 PORT=str(free_port())))
+    run = {}
+    try:
+        deadline = time.monotonic() + 600  # (a loaded machine takes minutes to start them)
+        ranks, workers = [], []
+        while not workers and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            tree = process_tree(proc.pid)
+            run.update({pid: start for pid, (_, start) in tree.items()})  # (to clean up)
+            # ranks: the train.py processes whose parent is not a train.py process (torchrun)
+            train = {pid for pid in tree if b'tools/train.py' in cmdline(pid)}
+            agents = {pid for pid in train if b'torch.distributed.run' in cmdline(pid)}
+            ranks = sorted(pid for pid in train - agents if tree[pid][0] in agents)
+            workers = sorted(pid for pid in tree if tree[pid][0] in ranks)
+            if len(workers) < 2:
+                workers = []
+        assert len(ranks) == 2 and len(workers) == 2, (
+            f'the run did not start 2 ranks with a worker each (exit status {proc.poll()})')
+        time.sleep(3)  # the workers are loading batches
+        run = {pid: start for pid, (_, start) in process_tree(proc.pid).items()}
+        # torchrun (the launcher's pid, exec'd), 2 ranks, 2 workers
+        assert len(run) == 5, {pid: cmdline(pid)[:120] for pid in run}
+        assert all(alive(pid, start) for pid, start in run.items())
+        os.kill(proc.pid if victim == 'launcher' else ranks[0], signal.SIGKILL)
+        # NOTE: the kernel ends the processes whose parent died at once; torchrun, after a rank
+        # died, stops the other one (SIGTERM), reports the failure and exits: about 1 s on an
+        # idle machine, over 30 s on one whose cores are taken by other jobs
+        deadline = time.monotonic() + 120
+        while any(alive(pid, start) for pid, start in run.items()):
+            proc.poll()  # (reaps the launcher once it ends)
+            left = {pid: cmdline(pid)[:120] for pid, start in run.items() if alive(pid, start)}
+            assert time.monotonic() < deadline, f'processes outlived the killed run: {left}'
+            time.sleep(0.2)
+    finally:
+        for pid, start in run.items():  # leave nothing behind if the test failed
+            if alive(pid, start):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
 
 
 THREAD_NAMES_AROUND_TRAIN = """

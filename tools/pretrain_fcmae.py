@@ -34,7 +34,7 @@ from mmengine.dist import is_main_process  # noqa: E402
 
 from cnxv2_dense.arch import ARCH_SETTINGS, TOTAL_STRIDE, parse_arch  # noqa: E402
 from cnxv2_dense.checkpoints import export_fcmae_backbone  # noqa: E402
-from cnxv2_dense.engine import build_runner  # noqa: E402
+from cnxv2_dense.engine import build_runner, end_with_launcher  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
                                prepare_cpu_distributed, refuse_to_overwrite)
 
@@ -187,6 +187,7 @@ def export(checkpoint: str, out_file: str, meta: Optional[dict] = None) -> Path:
 
 def main(argv: Optional[List[str]] = None) -> Optional[Path]:
     """Train (unless ``--export-only``) and export; returns the backbone file path."""
+    end_with_launcher()  # a rank of a distributed run ends with its launcher (torchrun)
     args = parse_args(argv)
     allow_mmengine_checkpoints()
     if args.export_only is not None:

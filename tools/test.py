@@ -17,7 +17,7 @@ from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 
 from cnxv2_dense.datasets.coco_check import detection_data_problems  # noqa: E402
 from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems  # noqa: E402
-from cnxv2_dense.engine import build_runner  # noqa: E402
+from cnxv2_dense.engine import build_runner, end_with_launcher  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
                                load_config, prepare_cpu_distributed, stop_on_input_problems)
 from cnxv2_dense.utils.config_check import missing_checkpoint_files  # noqa: E402
@@ -124,6 +124,7 @@ def build_test_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv=None) -> dict:
+    end_with_launcher()  # a rank of a distributed run ends with its launcher (torchrun)
     args = parse_args(argv)
     allow_mmengine_checkpoints()
     cfg = build_test_config(args)

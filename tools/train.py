@@ -20,7 +20,7 @@ from mmengine.logging import print_log  # noqa: E402
 
 from cnxv2_dense.datasets.coco_check import detection_data_problems  # noqa: E402
 from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems  # noqa: E402
-from cnxv2_dense.engine import build_runner  # noqa: E402
+from cnxv2_dense.engine import build_runner, end_with_launcher  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
                                load_config, prepare_cpu_distributed, refuse_to_overwrite,
                                stop_on_input_problems)
@@ -96,6 +96,7 @@ def check_data(cfg: Config) -> None:
 
 
 def main(argv=None) -> None:
+    end_with_launcher()  # a rank of a distributed run ends with its launcher (torchrun)
     args = parse_args(argv)
     allow_mmengine_checkpoints()
     cfg = build_train_config(args)

@@ -1,4 +1,5 @@
-"""Dataloader workers that end with the process that started them.
+"""Dataloader workers, and the processes of a distributed run, that end with the process that
+started them.
 
 A dataloader worker notices that its parent died only when it next talks to it; a worker blocked
 on a full queue never does. After the main process of a run is killed with SIGKILL (what the OOM
@@ -6,6 +7,10 @@ killer and cluster preemption send) its workers stay alive, orphaned, holding th
 On Linux the kernel can signal a process when its parent dies (``prctl(PR_SET_PDEATHSIG)``);
 :class:`EndWithParent` asks for that at the start of each worker, then runs the worker init
 function the loader already had (mmengine's seeding).
+
+The ranks of a run started by torchrun (``tools/dist_train.sh``) are its children in the same way:
+torchrun stops them when one of them fails, but a torchrun killed with SIGKILL leaves them
+training on, orphaned. :func:`end_with_launcher` has each rank ask for the same signal.
 """
 import ctypes
 import ctypes.util
@@ -86,3 +91,21 @@ def build_dataloaders_ending_with_parent(runner) -> None:
         return end_workers_with_parent(build(*args, **kwargs))
 
     runner.build_dataloader = build_dataloader
+
+
+def end_with_launcher() -> bool:
+    """In a process started by torchrun (``TORCHELASTIC_RUN_ID`` is set), ask to be killed when
+    torchrun dies; its dataloader workers then end with it (:class:`EndWithParent`).
+
+    Call it first thing in a tool's ``main``. Processes not started by torchrun are left alone:
+    their parent may well end first on purpose (a shell that started a background job).
+
+    NOTE: a torchrun that died before this call is not noticed here; the process then fails to
+    reach torchrun's store when it sets up the process group.
+
+    Returns:
+        bool: True where the signal was set.
+    """
+    if 'TORCHELASTIC_RUN_ID' not in os.environ:
+        return False
+    return set_parent_death_signal(os.getppid())
