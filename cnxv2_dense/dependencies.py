@@ -43,7 +43,9 @@ EXTRAS: Dict[str, Dict[str, str]] = {
     },
     'tests': {
         'pytest': '>=7.0',
-        'timm': '>=0.9.0',  # independent reference in the parity and checkpoint tests
+        # Independent reference in the parity and checkpoint tests, through
+        # forward_intermediates (ConvNeXt has it from 1.0.3, the first 1.0 on PyPI).
+        'timm': '>=1.0.3',
         # NOTE: mmpretrain 1.2 imports its multimodal models whenever transformers >= 4.28 is
         # present, and those fail to import under transformers 4.57 and later.
         'transformers': '>=4.30,<4.57',

@@ -373,7 +373,8 @@ def test_timm_checkpoints_match_timm(variant, suffix, tmp_path):
     assert all(OUTPUT_NORM.match(k) for k in report.missing_keys)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        features = reference.forward_intermediates(x, intermediates_only=True)
+        # The last four: the stages (timm 1.0.3, the oldest supported, lists the stem first).
+        features = reference.forward_intermediates(x, indices=4, intermediates_only=True)
     compare_normed(model.eval(), features, x)
 
 
@@ -387,7 +388,8 @@ def test_timm_convnext_v1_layer_scale_loads_into_a_v1_backbone(tmp_path):
     assert report.unexpected_keys == [] and all(OUTPUT_NORM.match(k) for k in report.missing_keys)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        features = reference.forward_intermediates(x, intermediates_only=True)
+        # The last four: the stages (timm 1.0.3, the oldest supported, lists the stem first).
+        features = reference.forward_intermediates(x, indices=4, intermediates_only=True)
     compare_normed(model.eval(), features, x)
 
 
@@ -417,7 +419,7 @@ def test_transformers_classifier_safetensors_from_save_pretrained(tmp_path):
     from transformers import ConvNextV2Config, ConvNextV2ForImageClassification
     config = ConvNextV2Config(depths=TINY['depths'], hidden_sizes=TINY['dims'], num_labels=5)
     reference = randomise(ConvNextV2ForImageClassification(config))
-    reference.save_pretrained(tmp_path / 'hf')
+    reference.save_pretrained(tmp_path / 'hf', safe_serialization=True)  # default from 4.35
     path = tmp_path / 'hf' / 'model.safetensors'
     model = ConvNeXtV2(arch=TINY)
     report = load_pretrained_backbone(model, path)
