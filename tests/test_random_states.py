@@ -10,8 +10,8 @@ from mmengine.config import Config
 from mmengine.registry import HOOKS, DefaultScope
 from mmengine.runner import Runner
 
-from cnxv2_dense.engine import (AtomicCheckpointHook, RandomStateHook, get_random_states,
-                                set_random_states)
+from cnxv2_dense.engine import (AtomicCheckpointHook, AverageBuffersHook, RandomStateHook,
+                                get_random_states, set_random_states)
 from cnxv2_dense.utils import allow_mmengine_checkpoints
 
 from .conftest import ROOT
@@ -106,4 +106,4 @@ def test_the_config_lines_in_docs_build_both_hooks():
         checkpoint = HOOKS.build(cfg.default_hooks.checkpoint)
         custom = [HOOKS.build(hook) for hook in cfg.custom_hooks]
     assert isinstance(checkpoint, AtomicCheckpointHook) and checkpoint.interval == 1
-    assert [type(hook) for hook in custom] == [RandomStateHook]
+    assert [type(hook) for hook in custom] == [RandomStateHook, AverageBuffersHook]

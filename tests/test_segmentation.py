@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from cnxv2_dense.utils import allow_mmengine_checkpoints
 
 from .conftest import (ROOT, TINY_ARCH, assert_same_weights, final_weights,
                        run_killed_after_first_checkpoint, run_tool)
+from .distributed import (RECORD_EACH_PROCESS, assert_two_processes_agree_with_one,
+                          free_port, recorded_buffers)
 
 PYTHON = sys.executable
 CONFIGS = Path(ROOT) / 'configs'
@@ -429,21 +430,32 @@ def test_heads_with_another_number_of_classes_are_named(tiny_seg_config):
     assert 'has 4 classes' in problem
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
+    """Two processes train and validate; without SyncBN (it needs GPUs) each process's BN layers
+    gather their own running statistics, and these are averaged so that the checkpoint and the
+    validation of both processes use the same ones."""
     config, _ = tiny_seg_config
+    recorded = tmp_path / 'recorded.py'
+    recorded.write_text(f'_base_ = [{str(config)!r}]\n{RECORD_EACH_PROCESS}')
     work = tmp_path / 'dist'
-    out = run_tool(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work),
+    out = run_tool(['bash', 'tools/dist_train.sh', str(recorded), '2', '--work-dir', str(work),
                '--cfg-options', 'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2'],
               PORT=str(free_port()))
     assert (work / 'iter_2.pth').is_file()
     assert 'Distributed training: True' in out and 'GPU number: 2' in out
     assert out.count('mIoU:') == 1  # validated at iteration 2 across both processes
+    # Each process's running statistics after iteration 2, their mean in the checkpoint, and
+    # that mean in both processes when they validate.
+    own = [recorded_buffers(work / f'buffers_rank{rank}_iter2.pth') for rank in (0, 1)]
+    saved = torch.load(work / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
+    names = sorted(set(own[0]) & set(saved))  # (the data preprocessor's mean / std are not saved)
+    assert 'decode_head.bottleneck.bn.running_var' in names
+    assert not all(torch.equal(own[0][name], own[1][name]) for name in names)  # the halves differ
+    for rank in (0, 1):
+        validated = recorded_buffers(work / f'val_buffers_rank{rank}_iter2.pth')
+        for name in names:
+            torch.testing.assert_close(saved[name], (own[0][name] + own[1][name]) / 2)
+            assert torch.equal(validated[name], saved[name]), (rank, name)
     # dist_test.sh: two processes evaluate the checkpoint as one process does
     checkpoint = str(work / 'iter_2.pth')
     split = run_tool(['bash', 'tools/dist_test.sh', str(config), checkpoint, '2',
@@ -453,6 +465,41 @@ def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
                       '--work-dir', str(tmp_path / 'test')])
     miou = re.compile(r'mIoU: ([0-9.]+)')
     assert len(miou.findall(split)) == 1 and miou.findall(split) == miou.findall(whole)
+
+
+def test_two_processes_agree_with_one(tiny_seg_config, tmp_path):
+    """Two processes (gloo, CPU) with half the batch each train as one process with the whole
+    batch, from the same weights and data: the first iterations' losses (the mean of the two
+    processes') and the weights after them agree to float precision. So that this holds by
+    design (docs/runs.md), the heads use GroupNorm (with BN each process normalises with its
+    half's statistics), the loss has no class weights (mmseg divides a class-weighted loss by
+    each process's sum of weights), and nothing draws at random (no augmentation, dropout or drop
+    path). SGD, whose step is proportional to the gradient: a gradient summed over the processes
+    instead of averaged would show (Adam's step hardly changes with the gradient's scale)."""
+    config, _ = tiny_seg_config
+    exact = tmp_path / 'exact.py'
+    exact.write_text(f"""_base_ = [{str(config)!r}]
+{RECORD_EACH_PROCESS}
+gn = dict(type='GN', num_groups=4, requires_grad=True)
+plain_loss = dict(class_weight=None)  # (weighted: normalised by each process's sum of weights)
+model = dict(decode_head=dict(norm_cfg=gn, dropout_ratio=0.0, loss_decode=plain_loss),
+             auxiliary_head=dict(norm_cfg=gn, dropout_ratio=0.0, loss_decode=plain_loss))
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='SGD', lr=0.01, weight_decay=0.0))
+train_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                  dict(type='PackSegInputs')]
+train_dataloader = dict(batch_size=4, sampler=dict(type='InfiniteSampler', shuffle=False),
+                        dataset=dict(pipeline=train_pipeline))
+val_cfg = None
+val_dataloader = None
+val_evaluator = None
+train_cfg = dict(max_iters=3)
+default_hooks = dict(checkpoint=dict(interval=3))
+""")
+    whole, split = tmp_path / 'whole', tmp_path / 'split'
+    run_tool([PYTHON, 'tools/train.py', str(exact), '--work-dir', str(whole)])
+    run_tool(['bash', 'tools/dist_train.sh', str(exact), '2', '--work-dir', str(split),
+              '--cfg-options', 'train_dataloader.batch_size=2'], PORT=str(free_port()))
+    assert_two_processes_agree_with_one(whole, split, 'iter_3.pth')
 
 
 def test_distributed_resume_gives_each_process_its_random_states(tiny_seg_config, tmp_path):

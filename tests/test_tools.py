@@ -96,6 +96,59 @@ def test_distributed_launcher_on_cpu_with_gloo(tiny_detection_config, tmp_path):
     assert 'Distributed training: True' in out and 'GPU number: 2' in out
 
 
+def test_two_processes_agree_with_one(tiny_detection_config, tmp_path):
+    """Two processes (gloo, CPU) with half the batch each train Mask R-CNN as one process with
+    the whole batch, from the same weights and data: the first iterations' losses and the
+    weights after them agree to float precision.
+
+    mmdet normalises the RPN and RoI losses by the anchors / RoIs / positive RoIs of each
+    process's own half, and DDP averages the halves' gradients: equal to the whole batch's only
+    where both halves count alike (docs/runs.md). So the batch is two training images twice,
+    ordered so that each process gets one copy of each; anchors and RoIs are all used (no
+    random sampling) and nothing else draws at random (no flip). With both halves alike, a
+    process that kept its own gradient would not show here (the segmentation test splits the
+    batch into different halves); one summed over the processes instead of averaged would (SGD,
+    whose step is proportional to the gradient)."""
+    from .distributed import (RECORD_EACH_PROCESS, assert_two_processes_agree_with_one,
+                              free_port, recorded_losses)
+    config, data = tiny_detection_config
+    train = json.loads((data / 'annotations' / 'instances_train.json').read_text())
+    first, second = train['images'][:2]
+    images, annotations = [], []
+    for image in (first, first, second, second):  # process 0 gets items 0, 2; process 1 1, 3
+        copy = dict(image, id=len(images) + 1)
+        images.append(copy)
+        annotations += [dict(ann, id=len(annotations) + i + 1, image_id=copy['id'])
+                        for i, ann in enumerate(a for a in train['annotations']
+                                                if a['image_id'] == image['id'])]
+    doubled = tmp_path / 'doubled.json'
+    doubled.write_text(json.dumps(dict(train, images=images, annotations=annotations)))
+    exact = tmp_path / 'exact.py'
+    exact.write_text(f"""_base_ = [{str(config)!r}]
+{RECORD_EACH_PROCESS}
+everything = dict(num=10**6)  # more than there are anchors / RoIs: all are used, in order
+model = dict(train_cfg=dict(rpn=dict(sampler=everything), rcnn=dict(sampler=everything)))
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='SGD', lr=0.01))
+train_pipeline = [dict(type='LoadImageFromFile'),
+                  dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+                  dict(type='Resize', scale=(128, 128), keep_ratio=True),
+                  dict(type='PackDetInputs')]
+train_dataloader = dict(batch_size=4, sampler=dict(type='DefaultSampler', shuffle=False),
+                        dataset=dict(ann_file={str(doubled)!r}, pipeline=train_pipeline))
+val_cfg = None
+val_dataloader = None
+val_evaluator = None
+train_cfg = dict(max_epochs=2)
+default_hooks = dict(checkpoint=dict(interval=2))
+""")
+    whole, split = tmp_path / 'whole', tmp_path / 'split'
+    run_tool([PYTHON, 'tools/train.py', str(exact), '--work-dir', str(whole)])
+    run_tool(['bash', 'tools/dist_train.sh', str(exact), '2', '--work-dir', str(split),
+              '--cfg-options', 'train_dataloader.batch_size=2'], PORT=str(free_port()))
+    assert len(recorded_losses(whole, 0)) == 2  # one iteration of 4 images per epoch
+    assert_two_processes_agree_with_one(whole, split, 'epoch_2.pth')
+
+
 def test_infer_writes_pictures(tiny_detection_config, trained_work_dir, tmp_path):
     config, data = tiny_detection_config
     out_dir = tmp_path / 'vis'
