@@ -200,6 +200,9 @@ def states_a_kill_could_leave(tmp_path: Path, monkeypatch, hook_type: str) -> li
         train_cfg=dict(by_epoch=False, max_iters=4, val_interval=1),
         default_hooks=dict(checkpoint=dict(type=hook_type, interval=1, by_epoch=False,
                                            max_keep_ckpts=1, save_best='score', rule='greater')),
+        # NOTE: a name of its own: two Runners built in the same second otherwise share one
+        # MessageHub (named after the time), and the earlier run's best score would stand.
+        experiment_name=f'rotation_{hook_type}_{tmp_path.name}',
         default_scope='mmengine')
     runner.train()
     monkeypatch.undo()
