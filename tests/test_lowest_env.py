@@ -1,8 +1,9 @@
 """What is declared is what is tested: the lowest environment's lock (requirements/lowest/) holds
-every declared dependency at the floor of its range.
+every declared dependency at the floor of its range, and CI's list of core tests to run in it
+names tests that exist.
 
-``CNXV2_ENV=lowest bash tools/setup_env.sh`` builds that environment; these checks only read
-files.
+CI builds that environment with ``CNXV2_ENV=lowest bash tools/setup_env.sh`` and runs the list
+(.ci/run); these checks only read files.
 """
 import os
 import re
@@ -53,6 +54,19 @@ def test_lowest_lock_holds_every_declared_dependency_at_its_floor():
         assert Version(pins[dist]) == floor(spec), \
             f'requirements/lowest/ pins {dist}=={pins[dist]}, the declared floor is {spec}'
     assert Version(pins['numpy']).major == 1  # the numpy 1.x that OpenMMLab 2.x users run
+
+
+def test_core_test_list_names_tests_that_exist():
+    lines = (REPO / '.ci' / 'lowest_env_tests.txt').read_text().splitlines()
+    entries = [line.split('#')[0].strip() for line in lines]
+    entries = [entry for entry in entries if entry]
+    assert entries
+    for entry in entries:
+        path, _, name = entry.partition('::')
+        assert (REPO / path).is_file(), entry
+        if name:
+            assert re.search(rf'^def {re.escape(name)}\(', (REPO / path).read_text(), re.M), entry
+    assert '.ci/lowest_env_tests.txt' in (REPO / '.ci' / 'run').read_text()
 
 
 def test_setup_env_names_the_environments_it_builds():
