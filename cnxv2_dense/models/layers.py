@@ -119,6 +119,22 @@ def _grn_scale(gx: torch.Tensor, gamma: torch.Tensor, eps: float, channel_dim: i
     return denom, nx, scale
 
 
+def _grn_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
+                 spatial_dims: Tuple[int, ...], channel_dim: int,
+                 visible: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """GRN's forward in float32 (differentiable ops): the output in ``x``'s dtype and ``G(x)``,
+    the small statistic the fused backward recomputes the rest from."""
+    with fp32_region(x):
+        x32 = _upcast(x)
+        counted = x32 if visible is None else x32 * _upcast(visible)
+        gx = torch.linalg.vector_norm(counted, ord=2, dim=spatial_dims, keepdim=True)
+        _, _, scale = _grn_scale(gx, gamma, eps, channel_dim)
+        # x + gamma * x * N + beta == x * (1 + gamma * N) + beta: the per-channel scale is a
+        # small (N, 1, 1, C) tensor, so only one pass over the full activation is needed.
+        out = torch.addcmul(_param_view(beta, x.dim(), channel_dim), x32, scale)
+        return out.to(x.dtype), gx
+
+
 def grn_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
                   spatial_dims: Tuple[int, ...], channel_dim: int,
                   visible: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -128,16 +144,7 @@ def grn_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps:
     bit for bit) and the path for the cases the fused one does not cover (a ``visible`` mask
     that requires grad, double backward). Computes in float32, returns ``x``'s dtype.
     """
-    dtype = x.dtype
-    with fp32_region(x):
-        x = _upcast(x)
-        counted = x if visible is None else x * _upcast(visible)
-        gx = torch.linalg.vector_norm(counted, ord=2, dim=spatial_dims, keepdim=True)
-        _, _, scale = _grn_scale(gx, gamma, eps, channel_dim)
-        # x + gamma * x * N + beta == x * (1 + gamma * N) + beta: the per-channel scale is a
-        # small (N, 1, 1, C) tensor, so only one pass over the full activation is needed.
-        out = torch.addcmul(_param_view(beta, x.dim(), channel_dim), x, scale)
-        return out.to(dtype)
+    return _grn_forward(x, gamma, beta, eps, spatial_dims, channel_dim, visible)[0]
 
 
 class _FusedGRN(torch.autograd.Function):
@@ -147,13 +154,7 @@ class _FusedGRN(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                 visible: Optional[torch.Tensor], eps: float, spatial_dims: Tuple[int, ...],
                 channel_dim: int) -> torch.Tensor:
-        dtype = x.dtype
-        with fp32_region(x):
-            x32 = _upcast(x)
-            counted = x32 if visible is None else x32 * _upcast(visible)
-            gx = torch.linalg.vector_norm(counted, ord=2, dim=spatial_dims, keepdim=True)
-            _, _, scale = _grn_scale(gx, gamma, eps, channel_dim)
-            out = torch.addcmul(_param_view(beta, x.dim(), channel_dim), x32, scale).to(dtype)
+        out, gx = _grn_forward(x, gamma, beta, eps, spatial_dims, channel_dim, visible)
         # NOTE: the one full-size tensor kept for backward is x in its own dtype (under autocast
         # a float16 x is kept as such, half the bytes of the float32 copy autograd would keep).
         # G(x) is small; everything else is recomputed from it.
