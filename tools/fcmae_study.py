@@ -48,6 +48,7 @@ from torch import nn  # noqa: E402
 
 import cnxv2_dense  # noqa: E402,F401  (registers the backbone and constructor)
 from cnxv2_dense.datasets import SceneSpec, render_scene  # noqa: E402
+from cnxv2_dense.analysis import class_iou, confusion_matrix as count_confusion  # noqa: E402
 from cnxv2_dense.checkpoints import export_fcmae_backbone  # noqa: E402
 from cnxv2_dense.models import FCMAE, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
@@ -80,6 +81,7 @@ class Study:
     pretrain_batch: int = 64
     pretrain_blr: float = 1.5e-3
     mask_ratio: float = 0.6
+    norm_pix_loss: bool = True  # the official main_pretrain.py's default
     finetune_iters: int = 400
     finetune_batch: int = 8
     warmup_iters: int = 40
@@ -90,12 +92,18 @@ class Study:
     # outline must do it.
     texture_prob: float = 0.5
     clutter: int = 3
+    # Shape size (radius as a fraction of the image side) and most shapes per scene.
+    min_radius_frac: float = 0.08
+    max_radius_frac: float = 0.25
+    max_objects: int = 4
     workers: int = 2  # single-threaded processes side by side
     arms: Tuple[str, ...] = ARMS  # a subset for a narrower study; always with 'scratch'
 
 
 def scene(study: 'Study') -> SceneSpec:
-    return SceneSpec(image_size=IMAGE_SIZE, min_objects=1, max_objects=4,
+    return SceneSpec(image_size=IMAGE_SIZE, min_objects=1, max_objects=study.max_objects,
+                     min_radius_frac=study.min_radius_frac,
+                     max_radius_frac=study.max_radius_frac,
                      texture_prob=study.texture_prob, clutter=study.clutter)
 
 
@@ -176,7 +184,7 @@ def pretrain(pool: Split, use_grn: bool, study: Study, seed: int, out_file: Path
     cosine schedule, normalised-pixel loss) and export its encoder to ``out_file``."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = FCMAE(arch='atto', mask_ratio=study.mask_ratio, norm_pix_loss=True,
+    model = FCMAE(arch='atto', mask_ratio=study.mask_ratio, norm_pix_loss=study.norm_pix_loss,
                   use_grn=use_grn, layer_scale_init_value=0. if use_grn else 1e-6)
     model.init_weights()
     lr = study.pretrain_blr * study.pretrain_batch / 256
@@ -297,19 +305,13 @@ def confusion_matrix(model: nn.Module, split: Split, batch: int = 32) -> torch.T
     conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     for start in range(0, len(split.images), batch):
         pred = seg_logits(model, normalise(split.images[start:start + batch])).argmax(1)
-        truth = split.labels[start:start + batch].long()
-        conf += torch.bincount(truth.flatten() * NUM_CLASSES + pred.flatten(),
-                               minlength=NUM_CLASSES ** 2).view(NUM_CLASSES, NUM_CLASSES)
+        conf += count_confusion(pred, split.labels[start:start + batch], NUM_CLASSES)
     return conf
 
 
-def iou_per_class(conf: torch.Tensor) -> torch.Tensor:
-    """IoU of each class from a (truth, prediction) confusion matrix, NaN for a class absent
-    from both (mmseg's IoUMetric: totals over the whole split, not a mean of per-image IoUs)."""
-    conf = conf.double()
-    inter = conf.diag()
-    union = conf.sum(0) + conf.sum(1) - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(inter, math.nan))
+# IoU of each class from a (truth, prediction) confusion matrix, NaN for a class absent from
+# both (mmseg's IoUMetric: totals over the whole split, not a mean of per-image IoUs).
+iou_per_class = class_iou
 
 
 def miou(conf: torch.Tensor) -> float:
@@ -546,6 +548,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='override the fine-tuning learning rates tried on held-out')
     parser.add_argument('--texture-prob', type=float, help='scenes: textured fill probability')
     parser.add_argument('--clutter', type=int, help='scenes: most clutter polygons per image')
+    parser.add_argument('--radius', type=float, nargs=2, metavar=('MIN', 'MAX'),
+                        help='scenes: shape radius range, as fractions of the image side')
+    parser.add_argument('--max-objects', type=int, help='scenes: most shapes per image')
+    parser.add_argument('--pretrain-blr', type=float,
+                        help='FCMAE base learning rate (lr = blr * batch / 256)')
+    parser.add_argument('--mask-ratio', type=float, help='FCMAE: fraction of patches masked')
     parser.add_argument('--arms', nargs='+', choices=ARMS,
                         help="override the arms (a subset of the four, with 'scratch')")
     parser.add_argument('--write-val-images', metavar='DIR',
@@ -555,11 +563,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_val_images(out_dir: Path, count: int) -> List[Path]:
-    """The first ``count`` scenes of the study's val split as ``out_dir/val_NNNN.png``."""
+def write_val_images(out_dir: Path, count: int, study: Optional[Study] = None) -> List[Path]:
+    """The first ``count`` scenes of the val split of ``study`` (default: the full study's
+    scenes) as ``out_dir/val_NNNN.png``."""
     from PIL import Image
     out_dir.mkdir(parents=True, exist_ok=True)
-    split = render_split(count, SPLIT_SEEDS['val'], scene(Study()))
+    split = render_split(count, SPLIT_SEEDS['val'], scene(study or Study()))
     files = []
     for index, image in enumerate(split.images.permute(0, 2, 3, 1).numpy()):
         files.append(out_dir / f'val_{index:04d}.png')
@@ -569,17 +578,20 @@ def write_val_images(out_dir: Path, count: int) -> List[Path]:
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    if args.write_val_images:
-        return dict(files=[str(f) for f in write_val_images(Path(args.write_val_images),
-                                                            args.count)])
     study = QUICK if args.quick else Study()
     overrides = dict(pretrain_epochs=args.pretrain_epochs, finetune_iters=args.finetune_iters,
                      pool=args.pool, budgets=args.budgets, seeds_smallest=args.seeds_smallest,
                      lr_grid=args.lr_grid, texture_prob=args.texture_prob, clutter=args.clutter,
-                     arms=args.arms)
+                     max_objects=args.max_objects, pretrain_blr=args.pretrain_blr,
+                     mask_ratio=args.mask_ratio, arms=args.arms)
+    if args.radius is not None:
+        overrides.update(min_radius_frac=args.radius[0], max_radius_frac=args.radius[1])
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()
                  if v is not None}
     study = replace(study, **overrides)
+    if args.write_val_images:
+        return dict(files=[str(f) for f in write_val_images(Path(args.write_val_images),
+                                                            args.count, study)])
     command = 'python tools/fcmae_study.py ' + ' '.join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     return run_study(study, Path(args.out), Path(args.work_dir), command.strip())

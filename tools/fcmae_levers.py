@@ -1,0 +1,280 @@
+"""What does FCMAE pretraining learn at CPU scale, and which lever moves it? One command.
+
+    python tools/fcmae_levers.py            # the full sweep (about 70 min on 2 CPU cores)
+    python tools/fcmae_levers.py --quick    # a one-minute smoke run of the same code path
+
+The FCMAE study (``tools/fcmae_study.py``) fine-tunes UperNet, which takes 6-13 min per run, so
+it can afford a handful of pretrainings. This sweep measures each pretraining with the frozen
+linear probe of ``cnxv2_dense.analysis.linear_probe`` instead (seconds per checkpoint) and so
+covers the levers the study could not:
+
+* pretraining length (``epochs``), mask ratio, normalised-pixel loss, GRN, and the scenes
+  (textured shapes with clutter, the study's, or large flat-coloured shapes, where masked patches
+  cut through an outline far more often);
+* every pretraining starts from the same seed and data and differs from ``base`` in one lever;
+* each is probed against the same architecture at random initialisation on the same scenes;
+  the difference (``gain``) is what the pretraining put into the frozen features;
+* the variant with the largest gain on the held-out split is then fine-tuned as in the study
+  (UperNet, 100 labels, seeds 0 and 1, the learning rates the study chose on held-out) beside
+  scratch, and both are reported on val.
+
+Writes ``OUT/results.json`` (the command, probe records, fine-tuning records, per-class IoU) and
+``OUT/results.md``, and keeps the checkpoints in ``WORK_DIR``.
+"""
+import argparse
+import json
+import shlex
+import sys
+import time
+import os.path as osp
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+import torch  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+
+from cnxv2_dense.analysis import LinearProbe, dense_features  # noqa: E402
+from cnxv2_dense.models import ConvNeXtV2  # noqa: E402
+from tools import fcmae_study  # noqa: E402
+from tools.fcmae_study import (CLASS_WEIGHT, NUM_CLASSES, SPLIT_SEEDS, Split, Study,  # noqa: E402
+                               labeled_subset, normalise, render_split, run_cell, scene)
+
+# Scenes the sweep renders. 'textured' is the study's; 'large_flat' has flat-coloured shapes
+# (no textures) with twice the radius, so most shapes span several 32 px mask patches.
+SCENES = dict(textured={}, large_flat=dict(texture_prob=0., min_radius_frac=0.15,
+                                           max_radius_frac=0.35, max_objects=3))
+
+
+@dataclass
+class Variant:
+    name: str
+    overrides: dict = field(default_factory=dict)  # on the sweep's Study
+    use_grn: bool = True
+    scene: str = 'textured'
+
+
+VARIANTS: List[Variant] = [
+    Variant('base'),
+    Variant('long', dict(pretrain_epochs=24)),
+    Variant('mask_0.4', dict(mask_ratio=0.4)),
+    Variant('mask_0.75', dict(mask_ratio=0.75)),
+    Variant('no_norm_pix', dict(norm_pix_loss=False)),
+    Variant('no_grn', use_grn=False),
+    Variant('large_flat', scene='large_flat'),
+]
+
+
+@dataclass
+class Sweep:
+    pool: int = 4000  # unlabeled images per scene (the first ``probe_train`` are also labeled)
+    probe_train: int = 500
+    heldout: int = 200
+    val: int = 300
+    pretrain_epochs: int = 6  # 372 steps of 64 on 4000 images; 'long' has 4x
+    probe_steps: int = 300
+    finetune_budget: int = 100
+    finetune_seeds: Sequence[int] = (0, 1)
+    finetune_iters: int = 1600
+    # Chosen on the held-out split by the study's lever run (docs/fcmae_study/levers).
+    scratch_lr: float = 5e-4
+    fcmae_lr: float = 2e-3
+    workers: int = 2
+    variants: Sequence[str] = tuple(v.name for v in VARIANTS)
+
+
+QUICK = Sweep(pool=64, probe_train=16, heldout=8, val=8, pretrain_epochs=1, probe_steps=5,
+              finetune_budget=8, finetune_seeds=(0,), finetune_iters=2,
+              variants=('base', 'no_grn'))
+
+
+def study_for(sweep: Sweep, variant: Variant, quick: bool) -> Study:
+    base = fcmae_study.QUICK if quick else Study()
+    study = replace(base, pool=sweep.pool, pretrain_epochs=sweep.pretrain_epochs,
+                    finetune_iters=sweep.finetune_iters, **SCENES[variant.scene])
+    return replace(study, **variant.overrides)
+
+
+def probe_backbone(backbone_file: Optional[Path], use_grn: bool, data: Dict[str, Split],
+                   sweep: Sweep) -> Dict[str, dict]:
+    """Held-out and val probe scores of an atto backbone (random init when no file)."""
+    torch.manual_seed(0)
+    init_cfg = None if backbone_file is None else dict(type='Pretrained',
+                                                       checkpoint=str(backbone_file))
+    backbone = ConvNeXtV2(arch='atto', out_indices=(0, 1, 2, 3), use_grn=use_grn,
+                          layer_scale_init_value=0. if use_grn else 1e-6, init_cfg=init_cfg)
+    backbone.init_weights()
+    train = data['pool']
+    probe = LinearProbe(NUM_CLASSES, CLASS_WEIGHT, steps=sweep.probe_steps).fit(
+        dense_features(backbone, normalise(train.images[:sweep.probe_train])),
+        train.labels[:sweep.probe_train])
+    return {split: asdict(probe.score(dense_features(backbone, normalise(data[split].images)),
+                                      data[split].labels))
+            for split in ('heldout', 'val')}
+
+
+# Splits per scene, loaded once by each worker process.
+_DATA: Dict[str, Dict[str, Split]] = {}
+
+
+def _init_worker(data_file: str) -> None:
+    torch.set_num_threads(1)
+    MMLogger.get_instance('fcmae_levers', log_level='WARNING')
+    for scene_name, splits in torch.load(data_file).items():
+        _DATA[scene_name] = {name: Split(*pair) for name, pair in splits.items()}
+
+
+def _probe_job(job: tuple) -> dict:
+    name, scene_name, use_grn, study, sweep, work_dir = job
+    data, start = _DATA[scene_name], time.time()
+    record = dict(name=name, scene=scene_name, use_grn=use_grn)
+    backbone_file = None
+    if study is not None:  # pretrain first
+        backbone_file = Path(work_dir) / f'{name}_backbone.pth'
+        record['pretraining'] = fcmae_study.pretrain(
+            data['pool'], use_grn, study, seed=0, out_file=backbone_file,
+            log=lambda msg: print(f'[{name}] {msg}', flush=True))
+        record['study'] = asdict(study)
+    record.update(probe_backbone(backbone_file, use_grn, data, sweep))
+    record['seconds'] = round(time.time() - start, 1)
+    return record
+
+
+def _finetune_job(job: tuple) -> dict:
+    arm, scene_name, backbone_file, lr, seed, sweep = job
+    data = _DATA[scene_name]
+    study = replace(Study(), finetune_iters=sweep.finetune_iters)
+    backbones = {arm: Path(backbone_file)} if backbone_file else {}
+    rec = run_cell(arm, labeled_subset(data['pool'], sweep.finetune_budget, seed), data['val'],
+                   lr, study, seed, backbones, 'val')
+    return dict(asdict(rec), scene=scene_name, backbone=backbone_file)
+
+
+def random_name(scene_name: str, use_grn: bool) -> str:
+    return f'random_{scene_name}' + ('' if use_grn else '_no_grn')
+
+
+def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: bool = False,
+              log=print) -> dict:
+    import multiprocessing
+    variants = [v for v in VARIANTS if v.name in sweep.variants]
+    unknown = sorted(set(sweep.variants) - {v.name for v in VARIANTS})
+    if unknown:
+        raise ValueError(f'unknown variants {unknown}: choose from {[v.name for v in VARIANTS]}')
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    scenes = sorted({v.scene for v in variants})
+    data = {}
+    for scene_name in scenes:
+        spec = scene(replace(Study(), **SCENES[scene_name]))
+        data[scene_name] = {
+            name: (lambda s: (s.images, s.labels))(render_split(count, SPLIT_SEEDS[name], spec))
+            for name, count in (('pool', sweep.pool), ('heldout', sweep.heldout),
+                                ('val', sweep.val))}
+    data_file = work_dir / 'splits.pt'
+    torch.save(data, data_file)
+    del data
+    log(f'rendered scenes {scenes} ({time.time() - t0:.0f} s)')
+    # Longest pretraining first, so the two workers finish together.
+    jobs = sorted(((v.name, v.scene, v.use_grn, study_for(sweep, v, quick), sweep,
+                    str(work_dir)) for v in variants),
+                  key=lambda job: -job[3].pretrain_epochs * (1 + job[3].mask_ratio))
+    randoms = sorted({(v.scene, v.use_grn) for v in variants})
+    jobs += [(random_name(s, g), s, g, None, sweep, str(work_dir)) for s, g in randoms]
+    workers = multiprocessing.get_context('spawn').Pool(
+        sweep.workers, initializer=_init_worker, initargs=(str(data_file),))
+    probes: List[dict] = []
+    finetunes: List[dict] = []
+    try:
+        for record in workers.imap_unordered(_probe_job, jobs):
+            probes.append(record)
+            log(f"probe {record['name']}: held-out {record['heldout']['miou']:.1f}, "
+                f"val {record['val']['miou']:.1f} mIoU ({record['seconds']:.0f} s)")
+            write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+        by_name = {r['name']: r for r in probes}
+        for record in probes:
+            if record['name'] in {v.name for v in variants}:
+                base = by_name[random_name(record['scene'], record['use_grn'])]
+                record['gain'] = {split: record[split]['miou'] - base[split]['miou']
+                                  for split in ('heldout', 'val')}
+        best = max((by_name[v.name] for v in variants), key=lambda r: r['gain']['heldout'])
+        log(f"largest held-out probe gain: {best['name']} ({best['gain']['heldout']:+.1f})")
+        best_file = str(work_dir / f"{best['name']}_backbone.pth")
+        arm = 'fcmae' if best['use_grn'] else 'fcmae_no_grn'
+        ft_jobs = [(a, best['scene'], f, lr, seed, sweep)
+                   for seed in sweep.finetune_seeds
+                   for a, f, lr in (('scratch', None, sweep.scratch_lr),
+                                    (arm, best_file, sweep.fcmae_lr))]
+        for record in workers.imap_unordered(_finetune_job, ft_jobs):
+            record['variant'] = best['name'] if record['arm'] != 'scratch' else 'scratch'
+            finetunes.append(record)
+            log(f"fine-tune {record['variant']} seed {record['seed']}: val mIoU "
+                f"{record['miou']:.1f} ({record['seconds']:.0f} s)")
+            write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+    finally:
+        workers.close()
+        workers.join()
+    return write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+
+
+def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
+    lines = ['| variant | scenes | GRN | pretraining steps | last loss | held-out probe | '
+             'val probe | val gain over random |',
+             '|---|---|---|---:|---:|---:|---:|---:|']
+    for r in sorted(probes, key=lambda r: (r['name'].startswith('random'), r['name'])):
+        pre = r.get('pretraining')
+        steps, loss = (pre['steps'], f"{pre['last_loss']:.3f}") if pre else (0, '')
+        gain = r.get('gain', {}).get('val')
+        lines.append(f"| {r['name']} | {r['scene']} | {'yes' if r['use_grn'] else 'no'} | "
+                     f"{steps} | {loss} | {r['heldout']['miou']:.1f} | {r['val']['miou']:.1f} | "
+                     + ('' if gain is None else f'{gain:+.1f}') + ' |')
+    if finetunes:
+        lines += ['', 'Fine-tuned (UperNet, val mIoU, per class: background, circle, square, '
+                  'triangle):', '', '| init | seed | val mIoU | per class |', '|---|---:|---:|---|']
+        for r in sorted(finetunes, key=lambda r: (r['variant'], r['seed'])):
+            lines.append(f"| {r['variant']} | {r['seed']} | {r['miou']:.1f} | "
+                         f"{r['class_iou']} |")
+    return '\n'.join(lines)
+
+
+def write_results(out_dir: Path, command: str, sweep: Sweep, probes: Sequence[dict],
+                  finetunes: Sequence[dict], seconds: float) -> dict:
+    result = dict(command=command, sweep=asdict(sweep), scenes=SCENES,
+                  variants=[asdict(v) for v in VARIANTS if v.name in sweep.variants],
+                  probes=list(probes), finetunes=list(finetunes), seconds=round(seconds))
+    (out_dir / 'results.json').write_text(json.dumps(result, indent=1) + '\n')
+    (out_dir / 'results.md').write_text(
+        f'Frozen linear probe (mIoU %, background + 3 shapes) of atto encoders FCMAE-pretrained '
+        f'with one lever changed, and of random inits.\nProduced by `{command}` in '
+        f'{seconds / 60:.0f} min.\n\n{markdown(probes, finetunes)}\n')
+    return result
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--quick', action='store_true', help='tiny sizes, about a minute')
+    parser.add_argument('--out', default='docs/fcmae_study/probe', help='where results go')
+    parser.add_argument('--work-dir', default='work_dirs/fcmae_levers_probe',
+                        help='where pretrained checkpoints go')
+    parser.add_argument('--variants', nargs='+', choices=[v.name for v in VARIANTS],
+                        help='a subset of the variants')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    sweep = QUICK if args.quick else Sweep()
+    if args.variants:
+        sweep = replace(sweep, variants=tuple(args.variants))
+    command = 'python tools/fcmae_levers.py ' + ' '.join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    return run_sweep(sweep, Path(args.out), Path(args.work_dir), command.strip(),
+                     quick=args.quick)
+
+
+if __name__ == '__main__':
+    main()
