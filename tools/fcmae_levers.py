@@ -8,7 +8,7 @@ it can afford a handful of pretrainings. This sweep measures each pretraining wi
 linear probe of ``cnxv2_dense.analysis.linear_probe`` instead (seconds per checkpoint) and so
 covers the levers the study could not:
 
-* pretraining length (``epochs``), mask ratio, normalised-pixel loss, GRN, and the scenes
+* pretraining length (``epochs``), learning rate, mask ratio, normalised-pixel loss, GRN, and the scenes
   (textured shapes with clutter, the study's, or large flat-coloured shapes, where masked patches
   cut through an outline far more often);
 * every pretraining starts from the same seed and data and differs from ``base`` in one lever;
@@ -59,6 +59,7 @@ class Variant:
 VARIANTS: List[Variant] = [
     Variant('base'),
     Variant('long', dict(pretrain_epochs=24)),
+    Variant('blr_x4', dict(pretrain_blr=6e-3)),
     Variant('mask_0.4', dict(mask_ratio=0.4)),
     Variant('mask_0.75', dict(mask_ratio=0.75)),
     Variant('no_norm_pix', dict(norm_pix_loss=False)),
