@@ -5,7 +5,8 @@ hours fine-tuning it: every stage's output is resized to one grid (1/8 of the in
 average-pooled from finer maps, bilinear from coarser ones), concatenated, standardised per
 channel over the training images, and one linear layer (a 1x1 convolution) is trained to classify
 each grid cell; its logits are upsampled to the input size (bilinear) and scored as mmseg's
-IoUMetric does (confusion totals over the whole split).
+IoUMetric does (confusion totals over the whole split). Cells are 8 px, so even features that
+hold the label exactly lose a few pixels at class boundaries, where neighbouring cells' logits blend.
 
 The backbone never trains, so the score measures what its features already separate linearly.
 Compare it with the same architecture at random initialisation: the gap is what the pretraining
