@@ -90,25 +90,35 @@ def test_predict_before_fit_is_an_error():
 def test_quick_lever_sweep_probes_every_variant_against_its_random_init(tmp_path):
     from tools import fcmae_levers
     out, work = tmp_path / 'out', tmp_path / 'work'
-    fcmae_levers.main(['--quick', '--out', str(out), '--work-dir', str(work)])
+    args = ['--quick', '--variants', 'base', 'no_grn', 'grid_8x8', '--layer-decays', '0.9', '1.0',
+            '--out', str(out), '--work-dir', str(work)]
+    fcmae_levers.main(args)
     written = json.loads((out / 'results.json').read_text())
-    assert written['command'] == (f'python tools/fcmae_levers.py --quick --out {out} '
-                                  f'--work-dir {work}')
+    assert written['command'] == 'python tools/fcmae_levers.py ' + ' '.join(args)
     names = {r['name'] for r in written['probes']}
-    assert names == {'base', 'no_grn', 'random_textured', 'random_textured_no_grn'}
+    assert names == {'base', 'no_grn', 'grid_8x8', 'random_textured', 'random_textured_no_grn',
+                     'random_textured_x2'}
     by_name = {r['name']: r for r in written['probes']}
     for variant, random_init in (('base', 'random_textured'),
-                                 ('no_grn', 'random_textured_no_grn')):
+                                 ('no_grn', 'random_textured_no_grn'),
+                                 ('grid_8x8', 'random_textured_x2')):
         record = by_name[variant]
         assert (work / f'{variant}_backbone.pth').is_file()
         assert record['pretraining']['steps'] >= 1
         for split in ('heldout', 'val'):
             assert record['gain'][split] == pytest.approx(
                 record[split]['miou'] - by_name[random_init][split]['miou'])
-    # The variant fine-tuned is the one with the largest held-out gain, beside scratch.
+    # The variant fine-tuned is the one at the study's size with the largest held-out gain,
+    # beside scratch; its layer decays are tried on held-out, the best one runs on val.
     best = max(('base', 'no_grn'), key=lambda n: by_name[n]['gain']['heldout'])
-    assert {r['variant'] for r in written['finetunes']} == {'scratch', best}
-    assert all(r['split'] == 'val' for r in written['finetunes'])
+    runs = written['finetunes']
+    assert {r['variant'] for r in runs} == {'scratch', best}
+    heldout = [r for r in runs if r['split'] == 'heldout']
+    assert sorted(r['layer_decay'] for r in heldout) == [0.9, 1.0]
+    chosen = max(heldout, key=lambda r: r['miou'])['layer_decay']
+    val = [r for r in runs if r['split'] == 'val']
+    assert {(r['variant'], r['seed']) for r in val} == {('scratch', 0), (best, 0)}
+    assert all(r['layer_decay'] == chosen for r in val)
     assert 'random_textured' in (out / 'results.md').read_text()
 
 

@@ -8,15 +8,17 @@ it can afford a handful of pretrainings. This sweep measures each pretraining wi
 linear probe of ``cnxv2_dense.analysis.linear_probe`` instead (seconds per checkpoint) and so
 covers the levers the study could not:
 
-* pretraining length (``epochs``), learning rate, mask ratio, normalised-pixel loss, GRN, and the scenes
-  (textured shapes with clutter, the study's, or large flat-coloured shapes, where masked patches
-  cut through an outline far more often);
+* pretraining length (``epochs``), learning rate, mask ratio, normalised-pixel loss, GRN, the
+  scenes (textured shapes with clutter, the study's, or large flat-coloured shapes, where masked
+  patches cut through an outline far more often) and, with ``--variants grid_8x8``, the mask
+  grid (the scenes upsampled 2x, so the 32 px patches form 8 x 8 instead of 4 x 4; 4x the cost);
 * every pretraining starts from the same seed and data and differs from ``base`` in one lever;
 * each is probed against the same architecture at random initialisation on the same scenes;
   the difference (``gain``) is what the pretraining put into the frozen features;
-* the variant with the largest gain on the held-out split is then fine-tuned as in the study
-  (UperNet, 100 labels, seeds 0 and 1, the learning rates the study chose on held-out) beside
-  scratch, and both are reported on val.
+* the variant with the largest gain on the held-out split (among those at the study's image
+  size) is then fine-tuned as in the study (UperNet, 100 labels, seeds 0 and 1, the learning
+  rates the study chose on held-out; ``--layer-decays`` tries several stage-wise layer decays on
+  held-out first) beside scratch, and both are reported on val.
 
 Writes ``OUT/results.json`` (the command, probe records, fine-tuning records, per-class IoU) and
 ``OUT/results.md``, and keeps the checkpoints in ``WORK_DIR``.
@@ -34,6 +36,7 @@ from typing import Dict, List, Optional, Sequence
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 
 from cnxv2_dense.analysis import LinearProbe, dense_features  # noqa: E402
@@ -54,6 +57,9 @@ class Variant:
     overrides: dict = field(default_factory=dict)  # on the sweep's Study
     use_grn: bool = True
     scene: str = 'textured'
+    # Pretrain and probe on the scenes upsampled this many times: 2 gives the 32 px mask
+    # patches an 8 x 8 grid over the same content (each patch covers 16 px of the scene).
+    image_scale: int = 1
 
 
 VARIANTS: List[Variant] = [
@@ -65,6 +71,7 @@ VARIANTS: List[Variant] = [
     Variant('no_norm_pix', dict(norm_pix_loss=False)),
     Variant('no_grn', use_grn=False),
     Variant('large_flat', scene='large_flat'),
+    Variant('grid_8x8', image_scale=2),
 ]
 
 
@@ -82,8 +89,13 @@ class Sweep:
     # Chosen on the held-out split by the study's lever run (docs/fcmae_study/levers).
     scratch_lr: float = 5e-4
     fcmae_lr: float = 2e-3
+    # Stage-wise layer decay of the pretrained backbone; with several, each is tried on the
+    # held-out split (seed 0) and the best one is used for the val runs.
+    layer_decays: Sequence[float] = (0.9,)
+    finetune: bool = True
     workers: int = 2
-    variants: Sequence[str] = tuple(v.name for v in VARIANTS)
+    # 'grid_8x8' costs 4x per step and is left to an explicit --variants.
+    variants: Sequence[str] = tuple(v.name for v in VARIANTS if v.image_scale == 1)
 
 
 QUICK = Sweep(pool=64, probe_train=16, heldout=8, val=8, pretrain_epochs=1, probe_steps=5,
@@ -127,10 +139,22 @@ def _init_worker(data_file: str) -> None:
         _DATA[scene_name] = {name: Split(*pair) for name, pair in splits.items()}
 
 
+def upsample(split: Split, factor: int) -> Split:
+    """``split`` at ``factor`` times the size (images bilinear, labels nearest)."""
+    if factor == 1:
+        return split
+    images = F.interpolate(split.images.float(), scale_factor=factor, mode='bilinear',
+                           align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    labels = F.interpolate(split.labels[:, None].float(), scale_factor=factor,
+                           mode='nearest')[:, 0].to(split.labels.dtype)
+    return Split(images, labels)
+
+
 def _probe_job(job: tuple) -> dict:
-    name, scene_name, use_grn, study, sweep, work_dir = job
-    data, start = _DATA[scene_name], time.time()
-    record = dict(name=name, scene=scene_name, use_grn=use_grn)
+    name, scene_name, use_grn, image_scale, study, sweep, work_dir = job
+    data = {k: upsample(v, image_scale) for k, v in _DATA[scene_name].items()}
+    start = time.time()
+    record = dict(name=name, scene=scene_name, use_grn=use_grn, image_scale=image_scale)
     backbone_file = None
     if study is not None:  # pretrain first
         backbone_file = Path(work_dir) / f'{name}_backbone.pth'
@@ -144,17 +168,18 @@ def _probe_job(job: tuple) -> dict:
 
 
 def _finetune_job(job: tuple) -> dict:
-    arm, scene_name, backbone_file, lr, seed, sweep = job
+    arm, scene_name, backbone_file, lr, seed, layer_decay, split, sweep = job
     data = _DATA[scene_name]
-    study = replace(Study(), finetune_iters=sweep.finetune_iters)
+    study = replace(Study(), finetune_iters=sweep.finetune_iters, layer_decay=layer_decay)
     backbones = {arm: Path(backbone_file)} if backbone_file else {}
-    rec = run_cell(arm, labeled_subset(data['pool'], sweep.finetune_budget, seed), data['val'],
-                   lr, study, seed, backbones, 'val')
-    return dict(asdict(rec), scene=scene_name, backbone=backbone_file)
+    rec = run_cell(arm, labeled_subset(data['pool'], sweep.finetune_budget, seed), data[split],
+                   lr, study, seed, backbones, split)
+    return dict(asdict(rec), scene=scene_name, backbone=backbone_file, layer_decay=layer_decay)
 
 
-def random_name(scene_name: str, use_grn: bool) -> str:
-    return f'random_{scene_name}' + ('' if use_grn else '_no_grn')
+def random_name(scene_name: str, use_grn: bool, image_scale: int = 1) -> str:
+    return (f'random_{scene_name}' + ('' if use_grn else '_no_grn')
+            + ('' if image_scale == 1 else f'_x{image_scale}'))
 
 
 def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: bool = False,
@@ -180,11 +205,11 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
     del data
     log(f'rendered scenes {scenes} ({time.time() - t0:.0f} s)')
     # Longest pretraining first, so the two workers finish together.
-    jobs = sorted(((v.name, v.scene, v.use_grn, study_for(sweep, v, quick), sweep,
+    jobs = sorted(((v.name, v.scene, v.use_grn, v.image_scale, study_for(sweep, v, quick), sweep,
                     str(work_dir)) for v in variants),
-                  key=lambda job: -job[3].pretrain_epochs * (1 + job[3].mask_ratio))
-    randoms = sorted({(v.scene, v.use_grn) for v in variants})
-    jobs += [(random_name(s, g), s, g, None, sweep, str(work_dir)) for s, g in randoms]
+                  key=lambda job: -job[4].pretrain_epochs * job[3] ** 2 * (2 - job[4].mask_ratio))
+    randoms = sorted({(v.scene, v.use_grn, v.image_scale) for v in variants})
+    jobs += [(random_name(s, g, k), s, g, k, None, sweep, str(work_dir)) for s, g, k in randoms]
     workers = multiprocessing.get_context('spawn').Pool(
         sweep.workers, initializer=_init_worker, initargs=(str(data_file),))
     probes: List[dict] = []
@@ -198,27 +223,51 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
         by_name = {r['name']: r for r in probes}
         for record in probes:
             if record['name'] in {v.name for v in variants}:
-                base = by_name[random_name(record['scene'], record['use_grn'])]
+                base = by_name[random_name(record['scene'], record['use_grn'],
+                                           record['image_scale'])]
                 record['gain'] = {split: record[split]['miou'] - base[split]['miou']
                                   for split in ('heldout', 'val')}
-        best = max((by_name[v.name] for v in variants), key=lambda r: r['gain']['heldout'])
-        log(f"largest held-out probe gain: {best['name']} ({best['gain']['heldout']:+.1f})")
-        best_file = str(work_dir / f"{best['name']}_backbone.pth")
-        arm = 'fcmae' if best['use_grn'] else 'fcmae_no_grn'
-        ft_jobs = [(a, best['scene'], f, lr, seed, sweep)
-                   for seed in sweep.finetune_seeds
-                   for a, f, lr in (('scratch', None, sweep.scratch_lr),
-                                    (arm, best_file, sweep.fcmae_lr))]
-        for record in workers.imap_unordered(_finetune_job, ft_jobs):
-            record['variant'] = best['name'] if record['arm'] != 'scratch' else 'scratch'
-            finetunes.append(record)
-            log(f"fine-tune {record['variant']} seed {record['seed']}: val mIoU "
-                f"{record['miou']:.1f} ({record['seconds']:.0f} s)")
-            write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+        write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+        # Fine-tuning runs at the study's image size, so upsampled variants take no part.
+        candidates = [by_name[v.name] for v in variants if v.image_scale == 1]
+        if sweep.finetune and candidates:
+            finetune_best(workers, sweep, candidates, work_dir, finetunes,
+                          lambda: write_results(out_dir, command, sweep, probes, finetunes,
+                                                time.time() - t0), log)
     finally:
         workers.close()
         workers.join()
     return write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+
+
+def finetune_best(workers, sweep: Sweep, candidates: Sequence[dict], work_dir: Path,
+                  finetunes: List[dict], save, log=print) -> None:
+    """Fine-tune the candidate with the largest held-out probe gain beside scratch: its layer
+    decay chosen on held-out (when there are several), then every seed on val."""
+    best = max(candidates, key=lambda r: r['gain']['heldout'])
+    log(f"largest held-out probe gain: {best['name']} ({best['gain']['heldout']:+.1f})")
+    best_file = str(work_dir / f"{best['name']}_backbone.pth")
+    arm = 'fcmae' if best['use_grn'] else 'fcmae_no_grn'
+
+    def run(jobs, variant):
+        for record in workers.imap_unordered(_finetune_job, jobs):
+            record['variant'] = variant if record['arm'] != 'scratch' else 'scratch'
+            finetunes.append(record)
+            log(f"fine-tune {record['variant']} (layer decay {record['layer_decay']}) seed "
+                f"{record['seed']}: {record['split']} mIoU {record['miou']:.1f} "
+                f"({record['seconds']:.0f} s)")
+            save()
+
+    decay = sweep.layer_decays[0]
+    if len(sweep.layer_decays) > 1:
+        run([(arm, best['scene'], best_file, sweep.fcmae_lr, 0, d, 'heldout', sweep)
+             for d in sweep.layer_decays], best['name'])
+        decay = max((r for r in finetunes if r['split'] == 'heldout'),
+                    key=lambda r: r['miou'])['layer_decay']
+    run([(a, best['scene'], f, lr, seed, decay, 'val', sweep)
+         for seed in sweep.finetune_seeds
+         for a, f, lr in (('scratch', None, sweep.scratch_lr),
+                          (arm, best_file, sweep.fcmae_lr))], best['name'])
 
 
 def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
@@ -233,11 +282,14 @@ def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
                      f"{steps} | {loss} | {r['heldout']['miou']:.1f} | {r['val']['miou']:.1f} | "
                      + ('' if gain is None else f'{gain:+.1f}') + ' |')
     if finetunes:
-        lines += ['', 'Fine-tuned (UperNet, val mIoU, per class: background, circle, square, '
-                  'triangle):', '', '| init | seed | val mIoU | per class |', '|---|---:|---:|---|']
-        for r in sorted(finetunes, key=lambda r: (r['variant'], r['seed'])):
-            lines.append(f"| {r['variant']} | {r['seed']} | {r['miou']:.1f} | "
-                         f"{r['class_iou']} |")
+        lines += ['', 'Fine-tuned (UperNet, mIoU, per class: background, circle, square, '
+                  'triangle):', '',
+                  '| init | layer decay | seed | split | mIoU | per class |',
+                  '|---|---:|---:|---|---:|---|']
+        for r in sorted(finetunes, key=lambda r: (r['split'], r['variant'], r['seed'])):
+            decay = '' if r['arm'] == 'scratch' else r['layer_decay']
+            lines.append(f"| {r['variant']} | {decay} | {r['seed']} | {r['split']} | "
+                         f"{r['miou']:.1f} | {r['class_iou']} |")
     return '\n'.join(lines)
 
 
@@ -262,15 +314,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', default='work_dirs/fcmae_levers_probe',
                         help='where pretrained checkpoints go')
     parser.add_argument('--variants', nargs='+', choices=[v.name for v in VARIANTS],
-                        help='a subset of the variants')
+                        help="the variants to run (default: all but 'grid_8x8')")
+    parser.add_argument('--layer-decays', type=float, nargs='+',
+                        help='stage-wise layer decays tried on held-out for the fine-tuning')
+    parser.add_argument('--finetune-iters', type=int, help='fine-tuning iterations')
+    parser.add_argument('--no-finetune', action='store_true', help='probes only')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     sweep = QUICK if args.quick else Sweep()
-    if args.variants:
-        sweep = replace(sweep, variants=tuple(args.variants))
+    overrides = dict(variants=args.variants and tuple(args.variants),
+                     layer_decays=args.layer_decays and tuple(args.layer_decays),
+                     finetune_iters=args.finetune_iters)
+    sweep = replace(sweep, finetune=not args.no_finetune,
+                    **{k: v for k, v in overrides.items() if v is not None})
     command = 'python tools/fcmae_levers.py ' + ' '.join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     return run_sweep(sweep, Path(args.out), Path(args.work_dir), command.strip(),
