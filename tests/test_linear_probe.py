@@ -126,3 +126,59 @@ def test_an_unknown_lever_variant_is_refused(tmp_path):
     from tools import fcmae_levers
     with pytest.raises(SystemExit):
         fcmae_levers.main(['--quick', '--variants', 'bogus', '--out', str(tmp_path)])
+
+
+@pytest.fixture(scope='module')
+def ade_shapes(tmp_path_factory):
+    from cnxv2_dense.datasets import SceneSpec, write_ade_shapes
+    root = tmp_path_factory.mktemp('ade_shapes')
+    write_ade_shapes(root, num_train=12, num_val=6, spec=SceneSpec(image_size=64))
+    return root
+
+
+def test_probe_tool_scores_every_backbone_on_both_splits(ade_shapes, tmp_path):
+    import csv
+    from cnxv2_dense.analysis import random_backbone
+    from tools import linear_probe
+    ckpt = tmp_path / 'other_seed.pth'
+    torch.save(dict(state_dict=random_backbone('atto', seed=1).state_dict()), ckpt)
+    rows = linear_probe.main([str(ckpt), '--random', 'atto', '--data', str(ade_shapes),
+                              '--num-classes', '4', '--image-size', '64', '--steps', '20',
+                              '--out', str(tmp_path / 'out')])
+    with open(tmp_path / 'out' / 'probe.csv') as f:
+        written = list(csv.DictReader(f))
+    assert [(r['checkpoint'], r['split']) for r in written] == [
+        ('random_init_atto', 'training'), ('random_init_atto', 'validation'),
+        ('other_seed', 'training'), ('other_seed', 'validation')]
+    assert [float(r['miou']) for r in written] == [r['miou'] for r in rows]
+    assert all(0 <= r['miou'] <= 100 and len(r['class_iou']) == 4 for r in rows)
+    # Different weights, different features: the two backbones do not score alike everywhere.
+    assert [r['class_iou'] for r in rows[:2]] != [r['class_iou'] for r in rows[2:]]
+
+
+def test_probe_tool_reduce_zero_label_maps_like_mmseg(ade_shapes):
+    from tools import linear_probe
+    _, plain = linear_probe.load_split(ade_shapes, 'validation', 64, 6, False)
+    _, reduced = linear_probe.load_split(ade_shapes, 'validation', 64, 6, True)
+    assert torch.equal(reduced[plain == 0], torch.full_like(reduced[plain == 0], 255))
+    assert torch.equal(reduced[plain > 0], plain[plain > 0] - 1)
+
+
+def test_probe_tool_names_the_problem_in_bad_data(ade_shapes, tmp_path):
+    import shutil
+    from tools import linear_probe
+    with pytest.raises(ValueError, match='outside 0..1.*--num-classes'):
+        linear_probe.main(['--random', 'atto', '--data', str(ade_shapes), '--num-classes', '2',
+                           '--image-size', '64', '--out', str(tmp_path / 'out')])
+    broken = tmp_path / 'broken'
+    shutil.copytree(ade_shapes, broken)
+    shutil.rmtree(broken / 'annotations' / 'validation')
+    with pytest.raises(FileNotFoundError, match='annotations/validation'):
+        linear_probe.main(['--random', 'atto', '--data', str(broken), '--num-classes', '4',
+                           '--image-size', '64', '--out', str(tmp_path / 'out')])
+    (broken / 'annotations' / 'training' / '000003.png').unlink()
+    with pytest.raises(FileNotFoundError, match='000003.*has no label map'):
+        linear_probe.load_split(broken, 'training', 64, 12, False)
+    with pytest.raises(SystemExit):
+        linear_probe.main(['--random', 'atto', '--data', str(ade_shapes), '--num-classes', '4',
+                           '--image-size', '60', '--out', str(tmp_path / 'out')])

@@ -28,44 +28,14 @@ import torch  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from cnxv2_dense.analysis import block_activation_distances  # noqa: E402
+from cnxv2_dense.analysis import (backbone_from_checkpoint,  # noqa: E402
+                                  block_activation_distances, random_backbone)
 from cnxv2_dense.arch import ARCH_SETTINGS  # noqa: E402
-from cnxv2_dense.checkpoints import (arch_of, convert_state_dict,  # noqa: E402
-                                     extract_state_dict, read_checkpoint)
 from cnxv2_dense.datasets import list_images  # noqa: E402
-from cnxv2_dense.models import IMAGENET_MEAN, IMAGENET_STD, ConvNeXtV2  # noqa: E402
-from cnxv2_dense.utils import allow_mmengine_checkpoints  # noqa: E402
+from cnxv2_dense.models import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-
-
-def backbone_from_checkpoint(path: str) -> ConvNeXtV2:
-    """A :class:`ConvNeXtV2` with the weights of ``path``; arch, GRN and layer scale from the
-    weights themselves. Every block parameter must be present (output norms are not used)."""
-    allow_mmengine_checkpoints()
-    state = convert_state_dict(extract_state_dict(read_checkpoint(path))).state_dict
-    depths, dims = arch_of(state)
-    use_grn = any('.grn.' in key for key in state)
-    layer_scale = any(key.endswith('.gamma') and '.grn.' not in key for key in state)
-    model = ConvNeXtV2(arch=dict(depths=depths, dims=dims), out_indices=(3,), use_grn=use_grn,
-                       layer_scale_init_value=1e-6 if layer_scale else 0.)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    # The output norms norm0..3 are not on the measured path (FCMAE checkpoints have none).
-    missing = [k for k in missing if not k.startswith('norm')]
-    unexpected = [k for k in unexpected if not k.startswith('norm')]
-    if missing or unexpected:
-        raise ValueError(f'{path}: the weights do not fit a ConvNeXt V2 '
-                         f'{dict(depths=depths, dims=dims)} (missing {missing[:5]}, unexpected '
-                         f'{unexpected[:5]})')
-    return model
-
-
-def random_backbone(arch: str, seed: int = 0) -> ConvNeXtV2:
-    torch.manual_seed(seed)
-    model = ConvNeXtV2(arch=arch, out_indices=(3,))
-    model.init_weights()
-    return model
 
 
 def load_images(folder: str, size: int, max_images: int) -> torch.Tensor:
