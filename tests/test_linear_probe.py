@@ -182,3 +182,13 @@ def test_probe_tool_names_the_problem_in_bad_data(ade_shapes, tmp_path):
     with pytest.raises(SystemExit):
         linear_probe.main(['--random', 'atto', '--data', str(ade_shapes), '--num-classes', '4',
                            '--image-size', '60', '--out', str(tmp_path / 'out')])
+
+
+def test_lever_sweep_probes_only_with_one_worker(tmp_path):
+    from tools import fcmae_levers
+    written = fcmae_levers.main(['--quick', '--variants', 'grid_8x8', '--no-finetune',
+                                 '--workers', '1', '--out', str(tmp_path / 'out'),
+                                 '--work-dir', str(tmp_path / 'work')])
+    assert {r['name'] for r in written['probes']} == {'grid_8x8', 'random_textured_x2'}
+    assert written['finetunes'] == []
+    assert written['sweep']['workers'] == 1

@@ -25,6 +25,7 @@ Writes ``OUT/results.json`` (the command, probe records, fine-tuning records, pe
 """
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -132,8 +133,8 @@ def probe_backbone(backbone_file: Optional[Path], use_grn: bool, data: Dict[str,
 _DATA: Dict[str, Dict[str, Split]] = {}
 
 
-def _init_worker(data_file: str) -> None:
-    torch.set_num_threads(1)
+def _init_worker(data_file: str, threads: int) -> None:
+    torch.set_num_threads(threads)
     MMLogger.get_instance('fcmae_levers', log_level='WARNING')
     for scene_name, splits in torch.load(data_file).items():
         _DATA[scene_name] = {name: Split(*pair) for name, pair in splits.items()}
@@ -211,7 +212,8 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
     randoms = sorted({(v.scene, v.use_grn, v.image_scale) for v in variants})
     jobs += [(random_name(s, g, k), s, g, k, None, sweep, str(work_dir)) for s, g, k in randoms]
     workers = multiprocessing.get_context('spawn').Pool(
-        sweep.workers, initializer=_init_worker, initargs=(str(data_file),))
+        sweep.workers, initializer=_init_worker,
+        initargs=(str(data_file), max(1, (os.cpu_count() or 1) // sweep.workers)))
     probes: List[dict] = []
     finetunes: List[dict] = []
     try:
@@ -319,6 +321,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='stage-wise layer decays tried on held-out for the fine-tuning')
     parser.add_argument('--finetune-iters', type=int, help='fine-tuning iterations')
     parser.add_argument('--no-finetune', action='store_true', help='probes only')
+    parser.add_argument('--workers', type=int,
+                        help='processes side by side, the CPU cores shared among them '
+                        '(default 2; 1 suits a single variant)')
     return parser.parse_args(argv)
 
 
@@ -327,7 +332,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     sweep = QUICK if args.quick else Sweep()
     overrides = dict(variants=args.variants and tuple(args.variants),
                      layer_decays=args.layer_decays and tuple(args.layer_decays),
-                     finetune_iters=args.finetune_iters)
+                     finetune_iters=args.finetune_iters, workers=args.workers)
     sweep = replace(sweep, finetune=not args.no_finetune,
                     **{k: v for k, v in overrides.items() if v is not None})
     command = 'python tools/fcmae_levers.py ' + ' '.join(
