@@ -106,3 +106,19 @@ def test_val_images_are_the_val_split_scenes(tmp_path):
     for index, file in enumerate(files):
         pixels = torch.from_numpy(np.asarray(Image.open(file))).permute(2, 0, 1)
         assert torch.equal(pixels, val.images[index])
+
+
+def test_scene_options_reach_the_rendered_scenes(tmp_path):
+    from PIL import Image
+    from cnxv2_dense.datasets import SceneSpec
+    files = fcmae_study.main(['--write-val-images', str(tmp_path), '--count', '2',
+                              '--radius', '0.2', '0.3', '--max-objects', '2',
+                              '--texture-prob', '0'])['files']
+    spec = SceneSpec(image_size=128, min_objects=1, max_objects=2, min_radius_frac=0.2,
+                     max_radius_frac=0.3, texture_prob=0., clutter=fcmae_study.Study.clutter)
+    expected = fcmae_study.render_split(2, fcmae_study.SPLIT_SEEDS['val'], spec)
+    default = fcmae_study.render_split(2, fcmae_study.SPLIT_SEEDS['val'])
+    for index, file in enumerate(files):
+        pixels = torch.from_numpy(np.asarray(Image.open(file))).permute(2, 0, 1)
+        assert torch.equal(pixels, expected.images[index])
+        assert not torch.equal(pixels, default.images[index])
