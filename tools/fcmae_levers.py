@@ -201,10 +201,10 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
     data = {}
     for scene_name in scenes:
         spec = scene(replace(Study(), **SCENES[scene_name]))
-        data[scene_name] = {
-            name: (lambda s: (s.images, s.labels))(render_split(count, SPLIT_SEEDS[name], spec))
-            for name, count in (('pool', sweep.pool), ('heldout', sweep.heldout),
-                                ('val', sweep.val))}
+        data[scene_name] = {}
+        for name, count in (('pool', sweep.pool), ('heldout', sweep.heldout), ('val', sweep.val)):
+            split = render_split(count, SPLIT_SEEDS[name], spec)
+            data[scene_name][name] = (split.images, split.labels)
     data_file = work_dir / 'splits.pt'
     torch.save(data, data_file)
     del data
