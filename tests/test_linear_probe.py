@@ -192,3 +192,39 @@ def test_lever_sweep_probes_only_with_one_worker(tmp_path):
     assert {r['name'] for r in written['probes']} == {'grid_8x8', 'random_textured_x2'}
     assert written['finetunes'] == []
     assert written['sweep']['workers'] == 1
+
+
+def test_lever_sweep_reuses_a_checkpoint_only_with_the_same_settings(tmp_path):
+    from dataclasses import replace
+    from tools import fcmae_levers
+    out, work = tmp_path / 'out', tmp_path / 'work'
+    common = ['--quick', '--variants', 'base', '--work-dir', str(work), '--workers', '1']
+    first = fcmae_levers.main(common + ['--no-finetune', '--out', str(out / 'first')])
+    checkpoint = work / 'base_backbone.pth'
+    made = checkpoint.read_bytes()
+    assert first['probes'][0]['reused_pretraining'] is False
+    # Without the flag the sweep pretrains again; with it, the checkpoint and its record stay.
+    second = fcmae_levers.main(common + ['--reuse-pretrained', '--finetune-budgets', '8', '4',
+                                         '--layer-decays', '0.9', '1.0',
+                                         '--out', str(out / 'second')])
+    base = next(r for r in second['probes'] if r['name'] == 'base')
+    assert base['reused_pretraining'] is True
+    assert base['pretraining'] == first['probes'][0]['pretraining']
+    assert checkpoint.read_bytes() == made
+    # The layer decay is chosen at the smallest budget; every budget then runs on val.
+    runs = second['finetunes']
+    assert {r['labeled_images'] for r in runs if r['split'] == 'heldout'} == {4}
+    assert {(r['arm'], r['labeled_images']) for r in runs if r['split'] == 'val'} == {
+        ('scratch', 4), ('scratch', 8), ('fcmae', 4), ('fcmae', 8)}
+    assert '| 8 |' in (out / 'second' / 'results.md').read_text()
+    # Any pretraining setting that differs, or a missing record, means pretraining again.
+    study = fcmae_levers.study_for(fcmae_levers.QUICK, fcmae_levers.VARIANTS[0], quick=True)
+    settings = fcmae_levers.pretraining_settings(study, 'textured', True, 1)
+    assert fcmae_levers.reusable_pretraining(checkpoint, settings) == base['pretraining']
+    for changed in (replace(study, mask_ratio=0.75), replace(study, pretrain_epochs=2)):
+        assert fcmae_levers.reusable_pretraining(
+            checkpoint, fcmae_levers.pretraining_settings(changed, 'textured', True, 1)) is None
+    assert fcmae_levers.reusable_pretraining(
+        checkpoint, fcmae_levers.pretraining_settings(study, 'textured', False, 1)) is None
+    checkpoint.with_suffix('.json').unlink()
+    assert fcmae_levers.reusable_pretraining(checkpoint, settings) is None

@@ -16,9 +16,13 @@ covers the levers the study could not:
 * each is probed against the same architecture at random initialisation on the same scenes;
   the difference (``gain``) is what the pretraining put into the frozen features;
 * the variant with the largest gain on the held-out split (among those at the study's image
-  size) is then fine-tuned as in the study (UperNet, 100 labels, seeds 0 and 1, the learning
-  rates the study chose on held-out; ``--layer-decays`` tries several stage-wise layer decays on
-  held-out first) beside scratch, and both are reported on val.
+  size) is then fine-tuned as in the study (UperNet, 100 labels or the ``--finetune-budgets``,
+  seeds 0 and 1, the learning rates the study chose on held-out; ``--layer-decays`` tries
+  several stage-wise layer decays on held-out first, at the smallest budget) beside scratch,
+  and both are reported on val;
+* ``--reuse-pretrained`` keeps a checkpoint in WORK_DIR whose recorded settings
+  (``<name>_backbone.json``) equal this run's, so a second command fine-tunes what a first one
+  pretrained without pretraining it again.
 
 Writes ``OUT/results.json`` (the command, probe records, fine-tuning records, per-class IoU) and
 ``OUT/results.md``, and keeps the checkpoints in ``WORK_DIR``.
@@ -89,7 +93,9 @@ class Sweep:
     val: int = 300
     pretrain_epochs: int = 6  # 372 steps of 64 on 4000 images; 'long' has 4x
     probe_steps: int = 300
-    finetune_budget: int = 100
+    # Label budgets of the fine-tuning (drawn from the pool, as in the study); the layer decay is
+    # chosen at the smallest.
+    finetune_budgets: Sequence[int] = (100,)
     finetune_seeds: Sequence[int] = (0, 1)
     finetune_iters: int = 1600
     # Chosen on the held-out split by the study's lever run (docs/fcmae_study/levers).
@@ -99,12 +105,16 @@ class Sweep:
     # held-out split (seed 0) and the best one is used for the val runs.
     layer_decays: Sequence[float] = (0.9,)
     finetune: bool = True
+    # Keep a pretrained checkpoint already in WORK_DIR when its recorded settings equal this
+    # run's (``<name>_backbone.json``, written beside every checkpoint), instead of pretraining it
+    # again: a rerun after a kill, or a second command that fine-tunes what a first one made.
+    reuse_pretrained: bool = False
     workers: int = 2
     variants: Sequence[str] = tuple(v.name for v in VARIANTS if v.name not in OPT_IN)
 
 
 QUICK = Sweep(pool=64, probe_train=16, heldout=8, val=8, pretrain_epochs=1, probe_steps=5,
-              finetune_budget=8, finetune_seeds=(0,), finetune_iters=2,
+              finetune_budgets=(8,), finetune_seeds=(0,), finetune_iters=2,
               variants=('base', 'no_grn'))
 
 
@@ -155,17 +165,51 @@ def upsample(split: Split, factor: int) -> Split:
     return Split(images, labels)
 
 
+# The Study fields that decide the pretrained weights (the fine-tuning ones do not).
+PRETRAINING_FIELDS = ('pool', 'pretrain_epochs', 'pretrain_batch', 'pretrain_blr', 'mask_ratio',
+                      'norm_pix_loss', 'texture_prob', 'clutter', 'min_radius_frac',
+                      'max_radius_frac', 'max_objects')
+
+
+def pretraining_settings(study: Study, scene_name: str, use_grn: bool, image_scale: int) -> dict:
+    """Everything that decides a variant's pretrained weights (the code aside), as JSON."""
+    fields = {k: getattr(study, k) for k in PRETRAINING_FIELDS}
+    return json.loads(json.dumps(dict(study=fields, scene=scene_name, use_grn=use_grn,
+                                      image_scale=image_scale, pool_seed=SPLIT_SEEDS['pool'],
+                                      pretrain_seed=0)))
+
+
+def reusable_pretraining(backbone_file: Path, settings: dict) -> Optional[dict]:
+    """The recorded pretraining of ``backbone_file`` when it was made with ``settings``."""
+    record_file = backbone_file.with_suffix('.json')
+    if not (backbone_file.is_file() and record_file.is_file()):
+        return None
+    recorded = json.loads(record_file.read_text())
+    return recorded['pretraining'] if recorded.get('settings') == settings else None
+
+
 def _probe_job(job: tuple) -> dict:
     name, scene_name, use_grn, image_scale, study, sweep, work_dir = job
     data = {k: upsample(v, image_scale) for k, v in _DATA[scene_name].items()}
     start = time.time()
     record = dict(name=name, scene=scene_name, use_grn=use_grn, image_scale=image_scale)
     backbone_file = None
-    if study is not None:  # pretrain first
+    if study is not None:  # pretrain first (or reuse a checkpoint made with the same settings)
         backbone_file = Path(work_dir) / f'{name}_backbone.pth'
-        record['pretraining'] = fcmae_study.pretrain(
-            data['pool'], use_grn, study, seed=0, out_file=backbone_file,
-            log=lambda msg: print(f'[{name}] {msg}', flush=True))
+        settings = pretraining_settings(study, scene_name, use_grn, image_scale)
+        reused = sweep.reuse_pretrained and reusable_pretraining(backbone_file, settings)
+        if reused:
+            print(f'[{name}] reusing {backbone_file} (same settings)', flush=True)
+            record['pretraining'] = reused
+        else:
+            record['pretraining'] = fcmae_study.pretrain(
+                data['pool'], use_grn, study, seed=0, out_file=backbone_file,
+                log=lambda msg: print(f'[{name}] {msg}', flush=True))
+            # Written after the checkpoint is complete, so a kill between the two leaves a
+            # checkpoint without a record, which is pretrained again, never a stale pair.
+            backbone_file.with_suffix('.json').write_text(json.dumps(
+                dict(settings=settings, pretraining=record['pretraining']), indent=1) + '\n')
+        record['reused_pretraining'] = bool(reused)
         record['study'] = asdict(study)
     record.update(probe_backbone(backbone_file, use_grn, data, sweep))
     record['seconds'] = round(time.time() - start, 1)
@@ -173,11 +217,11 @@ def _probe_job(job: tuple) -> dict:
 
 
 def _finetune_job(job: tuple) -> dict:
-    arm, scene_name, backbone_file, lr, seed, layer_decay, split, sweep = job
+    arm, scene_name, backbone_file, lr, seed, layer_decay, split, budget, sweep = job
     data = _DATA[scene_name]
     study = replace(Study(), finetune_iters=sweep.finetune_iters, layer_decay=layer_decay)
     backbones = {arm: Path(backbone_file)} if backbone_file else {}
-    rec = run_cell(arm, labeled_subset(data['pool'], sweep.finetune_budget, seed), data[split],
+    rec = run_cell(arm, labeled_subset(data['pool'], budget, seed), data[split],
                    lr, study, seed, backbones, split)
     return dict(asdict(rec), scene=scene_name, backbone=backbone_file, layer_decay=layer_decay)
 
@@ -249,7 +293,8 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
 def finetune_best(workers, sweep: Sweep, candidates: Sequence[dict], work_dir: Path,
                   finetunes: List[dict], save, log=print) -> None:
     """Fine-tune the candidate with the largest held-out probe gain beside scratch: its layer
-    decay chosen on held-out (when there are several), then every seed on val."""
+    decay chosen on held-out at the smallest budget (when there are several), then every budget
+    and seed on val."""
     best = max(candidates, key=lambda r: r['gain']['heldout'])
     log(f"largest held-out probe gain: {best['name']} ({best['gain']['heldout']:+.1f})")
     best_file = str(work_dir / f"{best['name']}_backbone.pth")
@@ -259,19 +304,20 @@ def finetune_best(workers, sweep: Sweep, candidates: Sequence[dict], work_dir: P
         for record in workers.imap_unordered(_finetune_job, jobs):
             record['variant'] = variant if record['arm'] != 'scratch' else 'scratch'
             finetunes.append(record)
-            log(f"fine-tune {record['variant']} (layer decay {record['layer_decay']}) seed "
-                f"{record['seed']}: {record['split']} mIoU {record['miou']:.1f} "
-                f"({record['seconds']:.0f} s)")
+            log(f"fine-tune {record['variant']} (layer decay {record['layer_decay']}) "
+                f"{record['labeled_images']} labels seed {record['seed']}: {record['split']} "
+                f"mIoU {record['miou']:.1f} ({record['seconds']:.0f} s)")
             save()
 
-    decay = sweep.layer_decays[0]
+    decay, smallest = sweep.layer_decays[0], min(sweep.finetune_budgets)
     if len(sweep.layer_decays) > 1:
-        run([(arm, best['scene'], best_file, sweep.fcmae_lr, 0, d, 'heldout', sweep)
+        run([(arm, best['scene'], best_file, sweep.fcmae_lr, 0, d, 'heldout', smallest, sweep)
              for d in sweep.layer_decays], best['name'])
         decay = max((r for r in finetunes if r['split'] == 'heldout'),
                     key=lambda r: r['miou'])['layer_decay']
-    run([(a, best['scene'], f, lr, seed, decay, 'val', sweep)
-         for seed in sweep.finetune_seeds
+    # Smallest budgets first: they are the ones the comparison is about.
+    run([(a, best['scene'], f, lr, seed, decay, 'val', budget, sweep)
+         for budget in sorted(sweep.finetune_budgets) for seed in sweep.finetune_seeds
          for a, f, lr in (('scratch', None, sweep.scratch_lr),
                           (arm, best_file, sweep.fcmae_lr))], best['name'])
 
@@ -290,12 +336,13 @@ def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
     if finetunes:
         lines += ['', 'Fine-tuned (UperNet, mIoU, per class: background, circle, square, '
                   'triangle):', '',
-                  '| init | layer decay | seed | split | mIoU | per class |',
-                  '|---|---:|---:|---|---:|---|']
-        for r in sorted(finetunes, key=lambda r: (r['split'], r['variant'], r['seed'])):
+                  '| init | layer decay | labels | seed | split | mIoU | per class |',
+                  '|---|---:|---:|---:|---|---:|---|']
+        for r in sorted(finetunes, key=lambda r: (r['split'], r['labeled_images'], r['variant'],
+                                                  r['seed'])):
             decay = '' if r['arm'] == 'scratch' else r['layer_decay']
-            lines.append(f"| {r['variant']} | {decay} | {r['seed']} | {r['split']} | "
-                         f"{r['miou']:.1f} | {r['class_iou']} |")
+            lines.append(f"| {r['variant']} | {decay} | {r['labeled_images']} | {r['seed']} | "
+                         f"{r['split']} | {r['miou']:.1f} | {r['class_iou']} |")
     return '\n'.join(lines)
 
 
@@ -324,6 +371,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--layer-decays', type=float, nargs='+',
                         help='stage-wise layer decays tried on held-out for the fine-tuning')
     parser.add_argument('--finetune-iters', type=int, help='fine-tuning iterations')
+    parser.add_argument('--finetune-budgets', type=int, nargs='+',
+                        help='label budgets of the fine-tuning (default 100)')
+    parser.add_argument('--reuse-pretrained', action='store_true',
+                        help='keep checkpoints in WORK_DIR pretrained with the same settings')
     parser.add_argument('--no-finetune', action='store_true', help='probes only')
     parser.add_argument('--workers', type=int,
                         help='processes side by side, the CPU cores shared among them '
@@ -336,8 +387,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     sweep = QUICK if args.quick else Sweep()
     overrides = dict(variants=args.variants and tuple(args.variants),
                      layer_decays=args.layer_decays and tuple(args.layer_decays),
-                     finetune_iters=args.finetune_iters, workers=args.workers)
-    sweep = replace(sweep, finetune=not args.no_finetune,
+                     finetune_iters=args.finetune_iters, workers=args.workers,
+                     finetune_budgets=args.finetune_budgets and tuple(args.finetune_budgets))
+    sweep = replace(sweep, finetune=not args.no_finetune, reuse_pretrained=args.reuse_pretrained,
                     **{k: v for k, v in overrides.items() if v is not None})
     command = 'python tools/fcmae_levers.py ' + ' '.join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
