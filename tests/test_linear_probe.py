@@ -126,6 +126,12 @@ def test_an_unknown_lever_variant_is_refused(tmp_path):
     from tools import fcmae_levers
     with pytest.raises(SystemExit):
         fcmae_levers.main(['--quick', '--variants', 'bogus', '--out', str(tmp_path)])
+    # Fine-tuning a variant the run does not pretrain at the study's size is refused up front.
+    for variants in (['base'], ['base', 'grid_8x8']):
+        with pytest.raises(ValueError, match='--finetune-variants.*add them to --variants'):
+            fcmae_levers.main(['--quick', '--variants', *variants, '--finetune-variants', 'long',
+                               '--out', str(tmp_path / 'out'), '--work-dir', str(tmp_path)])
+    assert not (tmp_path / 'out').exists()
 
 
 @pytest.fixture(scope='module')
@@ -205,17 +211,30 @@ def test_lever_sweep_reuses_a_checkpoint_only_with_the_same_settings(tmp_path):
     assert first['probes'][0]['reused_pretraining'] is False
     # Without the flag the sweep pretrains again; with it, the checkpoint and its record stay.
     second = fcmae_levers.main(common + ['--reuse-pretrained', '--finetune-budgets', '8', '4',
-                                         '--layer-decays', '0.9', '1.0',
+                                         '--layer-decays', '0.9', '1.0', '--lr-grid', '1e-3',
+                                         '1e-4', '--finetune-variants', 'base',
                                          '--out', str(out / 'second')])
     base = next(r for r in second['probes'] if r['name'] == 'base')
     assert base['reused_pretraining'] is True
     assert base['pretraining'] == first['probes'][0]['pretraining']
     assert checkpoint.read_bytes() == made
-    # The layer decay is chosen at the smallest budget; every budget then runs on val.
+    # Every init's lr, then the pretrained one's layer decay (at its lr), are chosen on held-out
+    # at the smallest budget, each cell run once; every budget then runs on val with them.
     runs = second['finetunes']
-    assert {r['labeled_images'] for r in runs if r['split'] == 'heldout'} == {4}
-    assert {(r['arm'], r['labeled_images']) for r in runs if r['split'] == 'val'} == {
-        ('scratch', 4), ('scratch', 8), ('fcmae', 4), ('fcmae', 8)}
+    heldout = [r for r in runs if r['split'] == 'heldout']
+    assert {r['labeled_images'] for r in heldout} == {4}
+    cells = [(r['variant'], r['lr'], r['layer_decay']) for r in heldout]
+    assert len(cells) == len(set(cells)) == 5  # 2 lrs x 2 inits, + the other decay of 'base'
+    val = [r for r in runs if r['split'] == 'val']
+    assert {(r['variant'], r['labeled_images']) for r in val} == {
+        ('scratch', 4), ('scratch', 8), ('base', 4), ('base', 8)}
+    for init in ('scratch', 'base'):
+        lr = max((r for r in heldout if r['variant'] == init and r['layer_decay'] == 0.9),
+                 key=lambda r: r['miou'])['lr']
+        assert {r['lr'] for r in val if r['variant'] == init} == {lr}
+    decay = max((r for r in heldout if r['variant'] == 'base' and r['lr'] == lr),
+                key=lambda r: r['miou'])['layer_decay']
+    assert {r['layer_decay'] for r in val if r['variant'] == 'base'} == {decay}
     assert '| 8 |' in (out / 'second' / 'results.md').read_text()
     # Any pretraining setting that differs, or a missing record, means pretraining again.
     study = fcmae_levers.study_for(fcmae_levers.QUICK, fcmae_levers.VARIANTS[0], quick=True)

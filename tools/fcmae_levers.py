@@ -104,6 +104,10 @@ class Sweep:
     # Stage-wise layer decay of the pretrained backbone; with several, each is tried on the
     # held-out split (seed 0) and the best one is used for the val runs.
     layer_decays: Sequence[float] = (0.9,)
+    # Learning rates tried on the held-out split for every init (empty: the two above).
+    lr_grid: Sequence[float] = ()
+    # Variants fine-tuned beside scratch (empty: the one with the largest held-out probe gain).
+    finetune_variants: Sequence[str] = ()
     finetune: bool = True
     # Keep a pretrained checkpoint already in WORK_DIR when its recorded settings equal this
     # run's (``<name>_backbone.json``, written beside every checkpoint), instead of pretraining it
@@ -217,13 +221,14 @@ def _probe_job(job: tuple) -> dict:
 
 
 def _finetune_job(job: tuple) -> dict:
-    arm, scene_name, backbone_file, lr, seed, layer_decay, split, budget, sweep = job
+    variant, arm, scene_name, backbone_file, lr, seed, layer_decay, split, budget, sweep = job
     data = _DATA[scene_name]
     study = replace(Study(), finetune_iters=sweep.finetune_iters, layer_decay=layer_decay)
     backbones = {arm: Path(backbone_file)} if backbone_file else {}
     rec = run_cell(arm, labeled_subset(data['pool'], budget, seed), data[split],
                    lr, study, seed, backbones, split)
-    return dict(asdict(rec), scene=scene_name, backbone=backbone_file, layer_decay=layer_decay)
+    return dict(asdict(rec), scene=scene_name, backbone=backbone_file, layer_decay=layer_decay,
+                variant=variant)
 
 
 def random_name(scene_name: str, use_grn: bool, image_scale: int = 1) -> str:
@@ -238,6 +243,15 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
     unknown = sorted(set(sweep.variants) - {v.name for v in VARIANTS})
     if unknown:
         raise ValueError(f'unknown variants {unknown}: choose from {[v.name for v in VARIANTS]}')
+    finetunable = {v.name: v for v in variants if v.image_scale == 1}
+    if sweep.finetune_variants:
+        missing = sorted(set(sweep.finetune_variants) - set(finetunable))
+        if missing:
+            raise ValueError(f'--finetune-variants {missing} are not among the variants this run '
+                             f'pretrains at the study\'s image size ({sorted(finetunable)}): add '
+                             f'them to --variants')
+        if len({finetunable[n].scene for n in sweep.finetune_variants}) > 1:
+            raise ValueError('--finetune-variants must share one scene (scratch is their baseline)')
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -281,45 +295,71 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
         # Fine-tuning runs at the study's image size, so upsampled variants take no part.
         candidates = [by_name[v.name] for v in variants if v.image_scale == 1]
         if sweep.finetune and candidates:
-            finetune_best(workers, sweep, candidates, work_dir, finetunes,
-                          lambda: write_results(out_dir, command, sweep, probes, finetunes,
-                                                time.time() - t0), log)
+            finetune_variants(workers, sweep, candidates, work_dir, finetunes,
+                              lambda: write_results(out_dir, command, sweep, probes, finetunes,
+                                                    time.time() - t0), log)
     finally:
         workers.close()
         workers.join()
     return write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
 
 
-def finetune_best(workers, sweep: Sweep, candidates: Sequence[dict], work_dir: Path,
-                  finetunes: List[dict], save, log=print) -> None:
-    """Fine-tune the candidate with the largest held-out probe gain beside scratch: its layer
-    decay chosen on held-out at the smallest budget (when there are several), then every budget
-    and seed on val."""
-    best = max(candidates, key=lambda r: r['gain']['heldout'])
-    log(f"largest held-out probe gain: {best['name']} ({best['gain']['heldout']:+.1f})")
-    best_file = str(work_dir / f"{best['name']}_backbone.pth")
-    arm = 'fcmae' if best['use_grn'] else 'fcmae_no_grn'
+def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_dir: Path,
+                      finetunes: List[dict], save, log=print) -> None:
+    """Fine-tune beside scratch the variants of ``sweep.finetune_variants`` (by default the
+    candidate with the largest held-out probe gain). On the held-out split at the smallest budget
+    (seed 0), each init's learning rate is chosen from ``sweep.lr_grid`` (when given) and each
+    pretrained one's layer decay from ``sweep.layer_decays`` (when several); then every budget
+    and seed runs on val."""
+    if sweep.finetune_variants:
+        chosen = [r for r in candidates if r['name'] in sweep.finetune_variants]
+    else:
+        chosen = [max(candidates, key=lambda r: r['gain']['heldout'])]
+        log(f"largest held-out probe gain: {chosen[0]['name']} "
+            f"({chosen[0]['gain']['heldout']:+.1f})")
+    scene_name = chosen[0]['scene']
+    # (variant, arm, backbone file) of every init; scratch is the baseline of all.
+    inits = [('scratch', 'scratch', None)] + [
+        (r['name'], 'fcmae' if r['use_grn'] else 'fcmae_no_grn',
+         str(work_dir / f"{r['name']}_backbone.pth")) for r in chosen]
+    lr = {name: sweep.scratch_lr if arm == 'scratch' else sweep.fcmae_lr for name, arm, _ in inits}
+    decay = {name: sweep.layer_decays[0] for name, _, _ in inits}
+    smallest = min(sweep.finetune_budgets)
+    done: Dict[tuple, dict] = {}
 
-    def run(jobs, variant):
+    def run(cells) -> List[dict]:
+        """Runs ``(init, split, budget, seed, lr, layer decay)`` cells not run before."""
+        key = lambda c: (c[0][0],) + tuple(c[1:])  # noqa: E731
+        todo = [c for c in dict((key(c), c) for c in cells).values() if key(c) not in done]
+        jobs = [(name, arm, scene_name, file, cell_lr, seed, cell_decay, split, budget, sweep)
+                for (name, arm, file), split, budget, seed, cell_lr, cell_decay in todo]
         for record in workers.imap_unordered(_finetune_job, jobs):
-            record['variant'] = variant if record['arm'] != 'scratch' else 'scratch'
             finetunes.append(record)
-            log(f"fine-tune {record['variant']} (layer decay {record['layer_decay']}) "
-                f"{record['labeled_images']} labels seed {record['seed']}: {record['split']} "
-                f"mIoU {record['miou']:.1f} ({record['seconds']:.0f} s)")
+            done[(record['variant'], record['split'], record['labeled_images'], record['seed'],
+                  record['lr'], record['layer_decay'])] = record
+            log(f"fine-tune {record['variant']} (lr {record['lr']:g}, layer decay "
+                f"{record['layer_decay']}) {record['labeled_images']} labels seed "
+                f"{record['seed']}: {record['split']} mIoU {record['miou']:.1f} "
+                f"({record['seconds']:.0f} s)")
             save()
+        return [done[key(c)] for c in cells]
 
-    decay, smallest = sweep.layer_decays[0], min(sweep.finetune_budgets)
+    def choose(setting: Dict[str, float], name: str, records: List[dict]) -> None:
+        for init, *_ in inits:
+            mine = [r for r in records if r['variant'] == init]
+            if mine:
+                setting[init] = max(mine, key=lambda r: r['miou'])[name]
+
+    if sweep.lr_grid:
+        choose(lr, 'lr', run([(init, 'heldout', smallest, 0, x, decay[init[0]])
+                              for init in inits for x in sweep.lr_grid]))
     if len(sweep.layer_decays) > 1:
-        run([(arm, best['scene'], best_file, sweep.fcmae_lr, 0, d, 'heldout', smallest, sweep)
-             for d in sweep.layer_decays], best['name'])
-        decay = max((r for r in finetunes if r['split'] == 'heldout'),
-                    key=lambda r: r['miou'])['layer_decay']
+        choose(decay, 'layer_decay', run([(init, 'heldout', smallest, 0, lr[init[0]], d)
+                                          for init in inits[1:] for d in sweep.layer_decays]))
     # Smallest budgets first: they are the ones the comparison is about.
-    run([(a, best['scene'], f, lr, seed, decay, 'val', budget, sweep)
+    run([(init, 'val', budget, seed, lr[init[0]], decay[init[0]])
          for budget in sorted(sweep.finetune_budgets) for seed in sweep.finetune_seeds
-         for a, f, lr in (('scratch', None, sweep.scratch_lr),
-                          (arm, best_file, sweep.fcmae_lr))], best['name'])
+         for init in inits])
 
 
 def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
@@ -336,13 +376,13 @@ def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
     if finetunes:
         lines += ['', 'Fine-tuned (UperNet, mIoU, per class: background, circle, square, '
                   'triangle):', '',
-                  '| init | layer decay | labels | seed | split | mIoU | per class |',
-                  '|---|---:|---:|---:|---|---:|---|']
+                  '| init | lr | layer decay | labels | seed | split | mIoU | per class |',
+                  '|---|---:|---:|---:|---:|---|---:|---|']
         for r in sorted(finetunes, key=lambda r: (r['split'], r['labeled_images'], r['variant'],
                                                   r['seed'])):
             decay = '' if r['arm'] == 'scratch' else r['layer_decay']
-            lines.append(f"| {r['variant']} | {decay} | {r['labeled_images']} | {r['seed']} | "
-                         f"{r['split']} | {r['miou']:.1f} | {r['class_iou']} |")
+            lines.append(f"| {r['variant']} | {r['lr']:g} | {decay} | {r['labeled_images']} | "
+                         f"{r['seed']} | {r['split']} | {r['miou']:.1f} | {r['class_iou']} |")
     return '\n'.join(lines)
 
 
@@ -371,6 +411,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--layer-decays', type=float, nargs='+',
                         help='stage-wise layer decays tried on held-out for the fine-tuning')
     parser.add_argument('--finetune-iters', type=int, help='fine-tuning iterations')
+    parser.add_argument('--finetune-variants', nargs='+', choices=[v.name for v in VARIANTS],
+                        help='fine-tune these variants beside scratch (default: the one with '
+                        'the largest held-out probe gain)')
+    parser.add_argument('--lr-grid', type=float, nargs='+',
+                        help='learning rates tried on held-out for every init (default: 5e-4 '
+                        'for scratch, 2e-3 for FCMAE, as the study chose)')
     parser.add_argument('--finetune-budgets', type=int, nargs='+',
                         help='label budgets of the fine-tuning (default 100)')
     parser.add_argument('--reuse-pretrained', action='store_true',
@@ -388,7 +434,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     overrides = dict(variants=args.variants and tuple(args.variants),
                      layer_decays=args.layer_decays and tuple(args.layer_decays),
                      finetune_iters=args.finetune_iters, workers=args.workers,
-                     finetune_budgets=args.finetune_budgets and tuple(args.finetune_budgets))
+                     finetune_budgets=args.finetune_budgets and tuple(args.finetune_budgets),
+                     finetune_variants=args.finetune_variants and tuple(args.finetune_variants),
+                     lr_grid=args.lr_grid and tuple(args.lr_grid))
     sweep = replace(sweep, finetune=not args.no_finetune, reuse_pretrained=args.reuse_pretrained,
                     **{k: v for k, v in overrides.items() if v is not None})
     command = 'python tools/fcmae_levers.py ' + ' '.join(
