@@ -12,6 +12,8 @@ covers the levers the study could not:
   scenes (textured shapes with clutter, the study's, or large flat-coloured shapes, where masked
   patches cut through an outline far more often) and, with ``--variants grid_8x8``, the mask
   grid (the scenes upsampled 2x, so the 32 px patches form 8 x 8 instead of 4 x 4; 4x the cost);
+  ``combined`` / ``combined_long`` (opt-in too) put the three best levers of the default sweep
+  together at 4x / 8x the base length;
 * every pretraining starts from the same seed and data and differs from ``base`` in one lever;
 * each is probed against the same architecture at random initialisation on the same scenes;
   the difference (``gain``) is what the pretraining put into the frozen features;
@@ -80,9 +82,11 @@ VARIANTS: List[Variant] = [
     # The three levers with the largest held-out probe gains in the default sweep
     # (docs/fcmae_study/probe), together: 4x the length, 4x the lr, mask ratio 0.75.
     Variant('combined', dict(pretrain_epochs=24, pretrain_blr=6e-3, mask_ratio=0.75)),
+    # 'combined' at twice the length (2976 steps): does the fine-tuning gain grow with it?
+    Variant('combined_long', dict(pretrain_epochs=48, pretrain_blr=6e-3, mask_ratio=0.75)),
 ]
-# Left to an explicit --variants: 4x the cost, or chosen from the default sweep's results.
-OPT_IN = ('grid_8x8', 'combined')
+# Left to an explicit --variants: 4x-8x the cost, or chosen from the default sweep's results.
+OPT_IN = ('grid_8x8', 'combined', 'combined_long')
 
 
 @dataclass
