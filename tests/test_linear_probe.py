@@ -213,6 +213,7 @@ def test_lever_sweep_reuses_a_checkpoint_only_with_the_same_settings(tmp_path):
     second = fcmae_levers.main(common + ['--reuse-pretrained', '--finetune-budgets', '8', '4',
                                          '--layer-decays', '0.9', '1.0', '--lr-grid', '1e-3',
                                          '1e-4', '--finetune-variants', 'base',
+                                         '--finetune-seeds', '0', '3',
                                          '--out', str(out / 'second')])
     base = next(r for r in second['probes'] if r['name'] == 'base')
     assert base['reused_pretraining'] is True
@@ -226,8 +227,9 @@ def test_lever_sweep_reuses_a_checkpoint_only_with_the_same_settings(tmp_path):
     cells = [(r['variant'], r['lr'], r['layer_decay']) for r in heldout]
     assert len(cells) == len(set(cells)) == 5  # 2 lrs x 2 inits, + the other decay of 'base'
     val = [r for r in runs if r['split'] == 'val']
-    assert {(r['variant'], r['labeled_images']) for r in val} == {
-        ('scratch', 4), ('scratch', 8), ('base', 4), ('base', 8)}
+    assert {(r['variant'], r['labeled_images'], r['seed']) for r in val} == {
+        (init, budget, seed) for init in ('scratch', 'base') for budget in (4, 8)
+        for seed in (0, 3)}
     for init in ('scratch', 'base'):
         lr = max((r for r in heldout if r['variant'] == init and r['layer_decay'] == 0.9),
                  key=lambda r: r['miou'])['lr']

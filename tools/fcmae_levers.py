@@ -421,6 +421,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--lr-grid', type=float, nargs='+',
                         help='learning rates tried on held-out for every init (default: 5e-4 '
                         'for scratch, 2e-3 for FCMAE, as the study chose)')
+    parser.add_argument('--finetune-seeds', type=int, nargs='+',
+                        help='seeds of the val fine-tuning runs (default 0 1)')
     parser.add_argument('--finetune-budgets', type=int, nargs='+',
                         help='label budgets of the fine-tuning (default 100)')
     parser.add_argument('--reuse-pretrained', action='store_true',
@@ -439,6 +441,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                      layer_decays=args.layer_decays and tuple(args.layer_decays),
                      finetune_iters=args.finetune_iters, workers=args.workers,
                      finetune_budgets=args.finetune_budgets and tuple(args.finetune_budgets),
+                     finetune_seeds=args.finetune_seeds and tuple(args.finetune_seeds),
                      finetune_variants=args.finetune_variants and tuple(args.finetune_variants),
                      lr_grid=args.lr_grid and tuple(args.lr_grid))
     sweep = replace(sweep, finetune=not args.no_finetune, reuse_pretrained=args.reuse_pretrained,
