@@ -207,9 +207,11 @@ def test_lever_sweep_reuses_a_checkpoint_only_with_the_same_settings(tmp_path):
     common = ['--quick', '--variants', 'base', '--work-dir', str(work), '--workers', '1']
     first = fcmae_levers.main(common + ['--no-finetune', '--out', str(out / 'first')])
     checkpoint = work / 'base_backbone.pth'
-    made = checkpoint.read_bytes()
     assert first['probes'][0]['reused_pretraining'] is False
     # Without the flag the sweep pretrains again; with it, the checkpoint and its record stay.
+    first = fcmae_levers.main(common + ['--no-finetune', '--out', str(out / 'again')])
+    assert first['probes'][0]['reused_pretraining'] is False
+    made = checkpoint.read_bytes()
     second = fcmae_levers.main(common + ['--reuse-pretrained', '--finetune-budgets', '8', '4',
                                          '--layer-decays', '0.9', '1.0', '--lr-grid', '1e-3',
                                          '1e-4', '--finetune-variants', 'base',
@@ -249,3 +251,27 @@ def test_lever_sweep_reuses_a_checkpoint_only_with_the_same_settings(tmp_path):
         checkpoint, fcmae_levers.pretraining_settings(study, 'textured', False, 1)) is None
     checkpoint.with_suffix('.json').unlink()
     assert fcmae_levers.reusable_pretraining(checkpoint, settings) is None
+
+
+def test_a_pretraining_killed_midway_leaves_no_record_beside_the_checkpoint(tmp_path, monkeypatch):
+    from dataclasses import replace
+    from tools import fcmae_levers, fcmae_study
+    study = fcmae_levers.study_for(fcmae_levers.QUICK, fcmae_levers.VARIANTS[0], quick=True)
+    checkpoint = tmp_path / 'base_backbone.pth'
+    checkpoint.write_bytes(b'made with mask ratio 0.75')
+    old = fcmae_levers.pretraining_settings(replace(study, mask_ratio=0.75), 'textured', True, 1)
+    checkpoint.with_suffix('.json').write_text(json.dumps(dict(settings=old, pretraining={})))
+    split = fcmae_study.render_split(4, 0, fcmae_study.scene(study))
+    monkeypatch.setitem(fcmae_levers._DATA, 'textured',
+                        dict(pool=split, heldout=split, val=split))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt('killed while pretraining')
+    monkeypatch.setattr(fcmae_study, 'pretrain', killed)
+    sweep = replace(fcmae_levers.QUICK, reuse_pretrained=True)
+    with pytest.raises(KeyboardInterrupt):
+        fcmae_levers._probe_job(('base', 'textured', True, 1, study, sweep, str(tmp_path)))
+    # The old checkpoint may still be there, but not its record: a later run with the old
+    # settings pretrains again instead of trusting a file that may be half replaced.
+    assert not checkpoint.with_suffix('.json').exists()
+    assert fcmae_levers.reusable_pretraining(checkpoint, old) is None

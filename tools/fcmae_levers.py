@@ -48,6 +48,7 @@ from mmengine.logging import MMLogger  # noqa: E402
 
 from cnxv2_dense.analysis import LinearProbe, dense_features  # noqa: E402
 from cnxv2_dense.models import ConvNeXtV2  # noqa: E402
+from cnxv2_dense.utils.atomic_file import atomic_output  # noqa: E402
 from tools import fcmae_study  # noqa: E402
 from tools.fcmae_study import (CLASS_WEIGHT, NUM_CLASSES, SPLIT_SEEDS, Split, Study,  # noqa: E402
                                labeled_subset, normalise, render_split, run_cell, scene)
@@ -210,13 +211,17 @@ def _probe_job(job: tuple) -> dict:
             print(f'[{name}] reusing {backbone_file} (same settings)', flush=True)
             record['pretraining'] = reused
         else:
+            # The old record goes before the checkpoint is replaced and the new one comes after
+            # it is complete, so a kill at any point leaves a checkpoint without a record (which
+            # is pretrained again), never a checkpoint beside another one's record.
+            record_file = backbone_file.with_suffix('.json')
+            record_file.unlink(missing_ok=True)
             record['pretraining'] = fcmae_study.pretrain(
                 data['pool'], use_grn, study, seed=0, out_file=backbone_file,
                 log=lambda msg: print(f'[{name}] {msg}', flush=True))
-            # Written after the checkpoint is complete, so a kill between the two leaves a
-            # checkpoint without a record, which is pretrained again, never a stale pair.
-            backbone_file.with_suffix('.json').write_text(json.dumps(
-                dict(settings=settings, pretraining=record['pretraining']), indent=1) + '\n')
+            with atomic_output(record_file) as tmp:
+                tmp.write_text(json.dumps(dict(settings=settings,
+                                               pretraining=record['pretraining']), indent=1) + '\n')
         record['reused_pretraining'] = bool(reused)
         record['study'] = asdict(study)
     record.update(probe_backbone(backbone_file, use_grn, data, sweep))
@@ -297,7 +302,7 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
                                   for split in ('heldout', 'val')}
         write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
         # Fine-tuning runs at the study's image size, so upsampled variants take no part.
-        candidates = [by_name[v.name] for v in variants if v.image_scale == 1]
+        candidates = [by_name[name] for name in finetunable]
         if sweep.finetune and candidates:
             finetune_variants(workers, sweep, candidates, work_dir, finetunes,
                               lambda: write_results(out_dir, command, sweep, probes, finetunes,
@@ -337,10 +342,9 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
         todo = [c for c in dict((key(c), c) for c in cells).values() if key(c) not in done]
         jobs = [(name, arm, scene_name, file, cell_lr, seed, cell_decay, split, budget, sweep)
                 for (name, arm, file), split, budget, seed, cell_lr, cell_decay in todo]
-        for record in workers.imap_unordered(_finetune_job, jobs):
+        for cell, record in zip(todo, workers.imap(_finetune_job, jobs)):
             finetunes.append(record)
-            done[(record['variant'], record['split'], record['labeled_images'], record['seed'],
-                  record['lr'], record['layer_decay'])] = record
+            done[key(cell)] = record
             log(f"fine-tune {record['variant']} (lr {record['lr']:g}, layer decay "
                 f"{record['layer_decay']}) {record['labeled_images']} labels seed "
                 f"{record['seed']}: {record['split']} mIoU {record['miou']:.1f} "
