@@ -52,6 +52,25 @@ def test_an_arm_subset_runs_only_those_arms_and_pretrains_only_theirs(tmp_path):
     assert '| fcmae |' in table and '| resnet18 |' not in table
 
 
+def test_scratch_layer_decay_slows_the_random_backbone_only_when_asked():
+    from dataclasses import replace
+    model = fcmae_study.build_segmentor('scratch')
+    backbone = {id(p) for p in model.backbone.parameters()}
+    stem = id(model.backbone.downsample_layers[0][0].weight)
+
+    def lrs(study):
+        groups = fcmae_study.build_optimizer(model, 'scratch', 1e-3, study).optimizer.param_groups
+        return {id(p): g['lr'] for g in groups for p in g['params']}
+
+    plain = lrs(fcmae_study.Study())
+    assert list(plain.values()) == pytest.approx([1e-3] * len(plain))
+    slowed = lrs(replace(fcmae_study.Study(), scratch_layer_decay=0.5))
+    head = [lr for p, lr in slowed.items() if p not in backbone]
+    assert head and head == pytest.approx([1e-3] * len(head))
+    # Stage-wise: the stem is the lowest layer, so its lr is the smallest of the backbone's.
+    assert slowed[stem] == min(slowed[p] for p in backbone) < 1e-3 * 0.5 ** 3
+
+
 def test_an_arm_subset_without_the_scratch_baseline_is_refused(tmp_path):
     with pytest.raises(ValueError, match="keep 'scratch'"):
         fcmae_study.main(['--quick', '--arms', 'fcmae', '--out', str(tmp_path / 'out'),

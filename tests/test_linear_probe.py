@@ -115,11 +115,26 @@ def test_quick_lever_sweep_probes_every_variant_against_its_random_init(tmp_path
     assert {r['variant'] for r in runs} == {'scratch', best}
     heldout = [r for r in runs if r['split'] == 'heldout']
     assert sorted(r['layer_decay'] for r in heldout) == [0.9, 1.0]
+    assert {r['variant'] for r in heldout} == {best}  # scratch has no decay to choose
     chosen = max(heldout, key=lambda r: r['miou'])['layer_decay']
     val = [r for r in runs if r['split'] == 'val']
     assert {(r['variant'], r['seed']) for r in val} == {('scratch', 0), (best, 0)}
-    assert all(r['layer_decay'] == chosen for r in val)
+    assert {r['variant']: r['layer_decay'] for r in val} == {best: chosen, 'scratch': 1.0}
     assert 'random_textured' in (out / 'results.md').read_text()
+
+
+def test_decay_scratch_lets_scratch_choose_its_layer_decay_on_heldout(tmp_path):
+    from tools import fcmae_levers
+    runs = fcmae_levers.main(['--quick', '--variants', 'base', '--decay-scratch',
+                              '--layer-decays', '0.1', '1.0', '--out', str(tmp_path / 'out'),
+                              '--work-dir', str(tmp_path / 'work')])['finetunes']
+    heldout = [r for r in runs if r['split'] == 'heldout']
+    assert sorted((r['variant'], r['layer_decay']) for r in heldout) == [
+        ('base', 0.1), ('base', 1.0), ('scratch', 0.1), ('scratch', 1.0)]
+    val = {r['variant']: r['layer_decay'] for r in runs if r['split'] == 'val'}
+    for init in ('scratch', 'base'):
+        mine = [r for r in heldout if r['variant'] == init]
+        assert val[init] == max(mine, key=lambda r: r['miou'])['layer_decay']
 
 
 def test_an_unknown_lever_variant_is_refused(tmp_path):

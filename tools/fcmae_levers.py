@@ -20,8 +20,9 @@ covers the levers the study could not:
 * the variant with the largest gain on the held-out split (among those at the study's image
   size) is then fine-tuned as in the study (UperNet, 100 labels or the ``--finetune-budgets``,
   seeds 0 and 1, the learning rates the study chose on held-out; ``--layer-decays`` tries
-  several stage-wise layer decays on held-out first, at the smallest budget) beside scratch,
-  and both are reported on val;
+  several stage-wise layer decays on held-out first, at the smallest budget; with
+  ``--decay-scratch`` scratch chooses one too, so a slowed or all-but-frozen backbone is tried
+  for both inits) beside scratch, and both are reported on val;
 * ``--reuse-pretrained`` keeps a checkpoint in WORK_DIR whose recorded settings
   (``<name>_backbone.json``) equal this run's, so a second command fine-tunes what a first one
   pretrained without pretraining it again.
@@ -109,6 +110,10 @@ class Sweep:
     # Stage-wise layer decay of the pretrained backbone; with several, each is tried on the
     # held-out split (seed 0) and the best one is used for the val runs.
     layer_decays: Sequence[float] = (0.9,)
+    # Scratch, too, chooses its layer decay from ``layer_decays`` on held-out (otherwise its
+    # backbone trains at the head's lr): whether a slowed or all-but-frozen backbone helps
+    # scratch as much as the pretrained one at few labels.
+    decay_scratch: bool = False
     # Learning rates tried on the held-out split for every init (empty: the two above).
     lr_grid: Sequence[float] = ()
     # Variants fine-tuned beside scratch (empty: the one with the largest held-out probe gain).
@@ -232,7 +237,8 @@ def _probe_job(job: tuple) -> dict:
 def _finetune_job(job: tuple) -> dict:
     variant, arm, scene_name, backbone_file, lr, seed, layer_decay, split, budget, sweep = job
     data = _DATA[scene_name]
-    study = replace(Study(), finetune_iters=sweep.finetune_iters, layer_decay=layer_decay)
+    study = replace(Study(), finetune_iters=sweep.finetune_iters, layer_decay=layer_decay,
+                    scratch_layer_decay=layer_decay if arm == 'scratch' else 1.0)
     backbones = {arm: Path(backbone_file)} if backbone_file else {}
     rec = run_cell(arm, labeled_subset(data['pool'], budget, seed), data[split],
                    lr, study, seed, backbones, split)
@@ -318,8 +324,8 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
     """Fine-tune beside scratch the variants of ``sweep.finetune_variants`` (by default the
     candidate with the largest held-out probe gain). On the held-out split at the smallest budget
     (seed 0), each init's learning rate is chosen from ``sweep.lr_grid`` (when given) and each
-    pretrained one's layer decay from ``sweep.layer_decays`` (when several); then every budget
-    and seed runs on val."""
+    pretrained one's layer decay from ``sweep.layer_decays`` (when several; scratch's too with
+    ``sweep.decay_scratch``, else it has none); then every budget and seed runs on val."""
     if sweep.finetune_variants:
         chosen = [r for r in candidates if r['name'] in sweep.finetune_variants]
     else:
@@ -332,7 +338,9 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
         (r['name'], 'fcmae' if r['use_grn'] else 'fcmae_no_grn',
          str(work_dir / f"{r['name']}_backbone.pth")) for r in chosen]
     lr = {name: sweep.scratch_lr if arm == 'scratch' else sweep.fcmae_lr for name, arm, _ in inits}
-    decay = {name: sweep.layer_decays[0] for name, _, _ in inits}
+    decayed = inits if sweep.decay_scratch else inits[1:]
+    decay = {name: sweep.layer_decays[0] if (name, arm, file) in decayed else 1.0
+             for name, arm, file in inits}
     smallest = min(sweep.finetune_budgets)
     done: Dict[tuple, dict] = {}
 
@@ -363,7 +371,7 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
                               for init in inits for x in sweep.lr_grid]))
     if len(sweep.layer_decays) > 1:
         choose(decay, 'layer_decay', run([(init, 'heldout', smallest, 0, lr[init[0]], d)
-                                          for init in inits[1:] for d in sweep.layer_decays]))
+                                          for init in decayed for d in sweep.layer_decays]))
     # Smallest budgets first: they are the ones the comparison is about.
     run([(init, 'val', budget, seed, lr[init[0]], decay[init[0]])
          for budget in sorted(sweep.finetune_budgets) for seed in sweep.finetune_seeds
@@ -388,8 +396,7 @@ def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
                   '|---|---:|---:|---:|---:|---|---:|---|']
         for r in sorted(finetunes, key=lambda r: (r['split'], r['labeled_images'], r['variant'],
                                                   r['seed'])):
-            decay = '' if r['arm'] == 'scratch' else r['layer_decay']
-            lines.append(f"| {r['variant']} | {r['lr']:g} | {decay} | {r['labeled_images']} | "
+            lines.append(f"| {r['variant']} | {r['lr']:g} | {r['layer_decay']} | {r['labeled_images']} | "
                          f"{r['seed']} | {r['split']} | {r['miou']:.1f} | {r['class_iou']} |")
     return '\n'.join(lines)
 
@@ -429,6 +436,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='seeds of the val fine-tuning runs (default 0 1)')
     parser.add_argument('--finetune-budgets', type=int, nargs='+',
                         help='label budgets of the fine-tuning (default 100)')
+    parser.add_argument('--decay-scratch', action='store_true',
+                        help='scratch chooses its layer decay from --layer-decays on held-out too '
+                        '(default: none, its backbone trains at the head\'s lr)')
     parser.add_argument('--reuse-pretrained', action='store_true',
                         help='keep checkpoints in WORK_DIR pretrained with the same settings')
     parser.add_argument('--no-finetune', action='store_true', help='probes only')
@@ -449,6 +459,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                      finetune_variants=args.finetune_variants and tuple(args.finetune_variants),
                      lr_grid=args.lr_grid and tuple(args.lr_grid))
     sweep = replace(sweep, finetune=not args.no_finetune, reuse_pretrained=args.reuse_pretrained,
+                    decay_scratch=args.decay_scratch,
                     **{k: v for k, v in overrides.items() if v is not None})
     command = 'python tools/fcmae_levers.py ' + ' '.join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
