@@ -215,6 +215,21 @@ def test_lever_sweep_probes_only_with_one_worker(tmp_path):
     assert written['sweep']['workers'] == 1
 
 
+def test_a_larger_encoder_is_probed_and_fine_tuned_against_baselines_of_its_own_size(tmp_path):
+    from tools import fcmae_levers
+    work = tmp_path / 'work'
+    written = fcmae_levers.main(['--quick', '--variants', 'pico', '--workers', '1',
+                                 '--out', str(tmp_path / 'out'), '--work-dir', str(work)])
+    assert {(r['name'], r['arch']) for r in written['probes']} == {
+        ('pico', 'pico'), ('random_textured_pico', 'pico')}
+    state = torch.load(work / 'pico_backbone.pth', map_location='cpu')['state_dict']
+    assert state['stages.0.0.dwconv.weight'].shape[0] == 64  # pico's first stage, not atto's 40
+    runs = written['finetunes']
+    assert {(r['variant'], r['arch']) for r in runs} == {('scratch', 'pico'), ('pico', 'pico')}
+    settings = json.loads((work / 'pico_backbone.json').read_text())['settings']
+    assert settings['study']['arch'] == 'pico'
+
+
 def test_lever_sweep_reuses_a_checkpoint_only_with_the_same_settings(tmp_path):
     from dataclasses import replace
     from tools import fcmae_levers
@@ -247,8 +262,9 @@ def test_lever_sweep_reuses_a_checkpoint_only_with_the_same_settings(tmp_path):
     assert {(r['variant'], r['labeled_images'], r['seed']) for r in val} == {
         (init, budget, seed) for init in ('scratch', 'base') for budget in (4, 8)
         for seed in (0, 3)}
-    for init in ('scratch', 'base'):
-        lr = max((r for r in heldout if r['variant'] == init and r['layer_decay'] == 0.9),
+    # The lrs are tried at the first decay of the grid; scratch has none (1.0).
+    for init, first_decay in (('scratch', 1.0), ('base', 0.9)):
+        lr = max((r for r in heldout if r['variant'] == init and r['layer_decay'] == first_decay),
                  key=lambda r: r['miou'])['lr']
         assert {r['lr'] for r in val if r['variant'] == init} == {lr}
     decay = max((r for r in heldout if r['variant'] == 'base' and r['lr'] == lr),
@@ -285,7 +301,7 @@ def test_a_pretraining_killed_midway_leaves_no_record_beside_the_checkpoint(tmp_
     monkeypatch.setattr(fcmae_study, 'pretrain', killed)
     sweep = replace(fcmae_levers.QUICK, reuse_pretrained=True)
     with pytest.raises(KeyboardInterrupt):
-        fcmae_levers._probe_job(('base', 'textured', True, 1, study, sweep, str(tmp_path)))
+        fcmae_levers._probe_job(('base', 'textured', True, 1, 'atto', study, sweep, str(tmp_path)))
     # The old checkpoint may still be there, but not its record: a later run with the old
     # settings pretrains again instead of trusting a file that may be half replaced.
     assert not checkpoint.with_suffix('.json').exists()

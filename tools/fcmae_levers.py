@@ -86,9 +86,14 @@ VARIANTS: List[Variant] = [
     Variant('combined', dict(pretrain_epochs=24, pretrain_blr=6e-3, mask_ratio=0.75)),
     # 'combined' at twice the length (2976 steps): does the fine-tuning gain grow with it?
     Variant('combined_long', dict(pretrain_epochs=48, pretrain_blr=6e-3, mask_ratio=0.75)),
+    # The encoder's size: V2-pico (2.5x atto's width-squared compute), with the base recipe or
+    # the combined levers. Its baselines (random init, scratch) are pico too.
+    Variant('pico', dict(arch='pico')),
+    Variant('combined_pico', dict(pretrain_epochs=24, pretrain_blr=6e-3, mask_ratio=0.75,
+                                  arch='pico')),
 ]
-# Left to an explicit --variants: 4x-8x the cost, or chosen from the default sweep's results.
-OPT_IN = ('grid_8x8', 'combined', 'combined_long')
+# Left to an explicit --variants: 2.5x-8x the cost, or chosen from the default sweep's results.
+OPT_IN = ('grid_8x8', 'combined', 'combined_long', 'pico', 'combined_pico')
 
 
 @dataclass
@@ -132,6 +137,10 @@ QUICK = Sweep(pool=64, probe_train=16, heldout=8, val=8, pretrain_epochs=1, prob
               variants=('base', 'no_grn'))
 
 
+def arch_of(variant: Variant) -> str:
+    return variant.overrides.get('arch', Study.arch)
+
+
 def study_for(sweep: Sweep, variant: Variant, quick: bool) -> Study:
     base = fcmae_study.QUICK if quick else Study()
     study = replace(base, pool=sweep.pool, pretrain_epochs=sweep.pretrain_epochs,
@@ -140,12 +149,12 @@ def study_for(sweep: Sweep, variant: Variant, quick: bool) -> Study:
 
 
 def probe_backbone(backbone_file: Optional[Path], use_grn: bool, data: Dict[str, Split],
-                   sweep: Sweep) -> Dict[str, dict]:
-    """Held-out and val probe scores of an atto backbone (random init when no file)."""
+                   sweep: Sweep, arch: str = 'atto') -> Dict[str, dict]:
+    """Held-out and val probe scores of an ``arch`` backbone (random init when no file)."""
     torch.manual_seed(0)
     init_cfg = None if backbone_file is None else dict(type='Pretrained',
                                                        checkpoint=str(backbone_file))
-    backbone = ConvNeXtV2(arch='atto', out_indices=(0, 1, 2, 3), use_grn=use_grn,
+    backbone = ConvNeXtV2(arch=arch, out_indices=(0, 1, 2, 3), use_grn=use_grn,
                           layer_scale_init_value=0. if use_grn else 1e-6, init_cfg=init_cfg)
     backbone.init_weights()
     train = data['pool']
@@ -180,7 +189,7 @@ def upsample(split: Split, factor: int) -> Split:
 
 
 # The Study fields that decide the pretrained weights (the fine-tuning ones do not).
-PRETRAINING_FIELDS = ('pool', 'pretrain_epochs', 'pretrain_batch', 'pretrain_blr', 'mask_ratio',
+PRETRAINING_FIELDS = ('arch', 'pool', 'pretrain_epochs', 'pretrain_batch', 'pretrain_blr', 'mask_ratio',
                       'norm_pix_loss', 'texture_prob', 'clutter', 'min_radius_frac',
                       'max_radius_frac', 'max_objects')
 
@@ -203,10 +212,11 @@ def reusable_pretraining(backbone_file: Path, settings: dict) -> Optional[dict]:
 
 
 def _probe_job(job: tuple) -> dict:
-    name, scene_name, use_grn, image_scale, study, sweep, work_dir = job
+    name, scene_name, use_grn, image_scale, arch, study, sweep, work_dir = job
     data = {k: upsample(v, image_scale) for k, v in _DATA[scene_name].items()}
     start = time.time()
-    record = dict(name=name, scene=scene_name, use_grn=use_grn, image_scale=image_scale)
+    record = dict(name=name, scene=scene_name, use_grn=use_grn, image_scale=image_scale,
+                  arch=arch)
     backbone_file = None
     if study is not None:  # pretrain first (or reuse a checkpoint made with the same settings)
         backbone_file = Path(work_dir) / f'{name}_backbone.pth'
@@ -229,26 +239,28 @@ def _probe_job(job: tuple) -> dict:
                                                pretraining=record['pretraining']), indent=1) + '\n')
         record['reused_pretraining'] = bool(reused)
         record['study'] = asdict(study)
-    record.update(probe_backbone(backbone_file, use_grn, data, sweep))
+    record.update(probe_backbone(backbone_file, use_grn, data, sweep, arch))
     record['seconds'] = round(time.time() - start, 1)
     return record
 
 
 def _finetune_job(job: tuple) -> dict:
-    variant, arm, scene_name, backbone_file, lr, seed, layer_decay, split, budget, sweep = job
+    (variant, arm, scene_name, arch, backbone_file, lr, seed, layer_decay, split, budget,
+     sweep) = job
     data = _DATA[scene_name]
-    study = replace(Study(), finetune_iters=sweep.finetune_iters, layer_decay=layer_decay,
+    study = replace(Study(), arch=arch, finetune_iters=sweep.finetune_iters, layer_decay=layer_decay,
                     scratch_layer_decay=layer_decay if arm == 'scratch' else 1.0)
     backbones = {arm: Path(backbone_file)} if backbone_file else {}
     rec = run_cell(arm, labeled_subset(data['pool'], budget, seed), data[split],
                    lr, study, seed, backbones, split)
-    return dict(asdict(rec), scene=scene_name, backbone=backbone_file, layer_decay=layer_decay,
-                variant=variant)
+    return dict(asdict(rec), scene=scene_name, arch=arch, backbone=backbone_file,
+                layer_decay=layer_decay, variant=variant)
 
 
-def random_name(scene_name: str, use_grn: bool, image_scale: int = 1) -> str:
+def random_name(scene_name: str, use_grn: bool, image_scale: int = 1, arch: str = 'atto') -> str:
     return (f'random_{scene_name}' + ('' if use_grn else '_no_grn')
-            + ('' if image_scale == 1 else f'_x{image_scale}'))
+            + ('' if image_scale == 1 else f'_x{image_scale}')
+            + ('' if arch == 'atto' else f'_{arch}'))
 
 
 def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: bool = False,
@@ -265,8 +277,10 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
             raise ValueError(f'--finetune-variants {missing} are not among the variants this run '
                              f'pretrains at the study\'s image size ({sorted(finetunable)}): add '
                              f'them to --variants')
-        if len({finetunable[n].scene for n in sweep.finetune_variants}) > 1:
-            raise ValueError('--finetune-variants must share one scene (scratch is their baseline)')
+        if len({(finetunable[n].scene, arch_of(finetunable[n]))
+                for n in sweep.finetune_variants}) > 1:
+            raise ValueError('--finetune-variants must share one scene and one arch (scratch is '
+                             'their baseline)')
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -283,11 +297,11 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
     del data
     log(f'rendered scenes {scenes} ({time.time() - t0:.0f} s)')
     # Longest pretraining first, so the two workers finish together.
-    jobs = sorted(((v.name, v.scene, v.use_grn, v.image_scale, study_for(sweep, v, quick), sweep,
-                    str(work_dir)) for v in variants),
-                  key=lambda job: -job[4].pretrain_epochs * job[3] ** 2 * (2 - job[4].mask_ratio))
-    randoms = sorted({(v.scene, v.use_grn, v.image_scale) for v in variants})
-    jobs += [(random_name(s, g, k), s, g, k, None, sweep, str(work_dir)) for s, g, k in randoms]
+    jobs = sorted(((v.name, v.scene, v.use_grn, v.image_scale, arch_of(v),
+                    study_for(sweep, v, quick), sweep, str(work_dir)) for v in variants),
+                  key=lambda job: -job[5].pretrain_epochs * job[3] ** 2 * (2 - job[5].mask_ratio))
+    randoms = sorted({(v.scene, v.use_grn, v.image_scale, arch_of(v)) for v in variants})
+    jobs += [(random_name(*r), *r, None, sweep, str(work_dir)) for r in randoms]
     workers = multiprocessing.get_context('spawn').Pool(
         sweep.workers, initializer=_init_worker,
         initargs=(str(data_file), max(1, (os.cpu_count() or 1) // sweep.workers)))
@@ -303,7 +317,7 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
         for record in probes:
             if record['name'] in {v.name for v in variants}:
                 base = by_name[random_name(record['scene'], record['use_grn'],
-                                           record['image_scale'])]
+                                           record['image_scale'], record['arch'])]
                 record['gain'] = {split: record[split]['miou'] - base[split]['miou']
                                   for split in ('heldout', 'val')}
         write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
@@ -332,8 +346,8 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
         chosen = [max(candidates, key=lambda r: r['gain']['heldout'])]
         log(f"largest held-out probe gain: {chosen[0]['name']} "
             f"({chosen[0]['gain']['heldout']:+.1f})")
-    scene_name = chosen[0]['scene']
-    # (variant, arm, backbone file) of every init; scratch is the baseline of all.
+    scene_name, arch = chosen[0]['scene'], chosen[0]['arch']
+    # (variant, arm, backbone file) of every init; scratch (of the same arch) is the baseline.
     inits = [('scratch', 'scratch', None)] + [
         (r['name'], 'fcmae' if r['use_grn'] else 'fcmae_no_grn',
          str(work_dir / f"{r['name']}_backbone.pth")) for r in chosen]
@@ -348,7 +362,8 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
         """Runs ``(init, split, budget, seed, lr, layer decay)`` cells not run before."""
         key = lambda c: (c[0][0],) + tuple(c[1:])  # noqa: E731
         todo = [c for c in dict((key(c), c) for c in cells).values() if key(c) not in done]
-        jobs = [(name, arm, scene_name, file, cell_lr, seed, cell_decay, split, budget, sweep)
+        jobs = [(name, arm, scene_name, arch, file, cell_lr, seed, cell_decay, split, budget,
+                 sweep)
                 for (name, arm, file), split, budget, seed, cell_lr, cell_decay in todo]
         for cell, record in zip(todo, workers.imap(_finetune_job, jobs)):
             finetunes.append(record)
@@ -379,14 +394,14 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
 
 
 def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
-    lines = ['| variant | scenes | GRN | pretraining steps | last loss | held-out probe | '
+    lines = ['| variant | arch | scenes | GRN | pretraining steps | last loss | held-out probe | '
              'val probe | val gain over random |',
-             '|---|---|---|---:|---:|---:|---:|---:|']
+             '|---|---|---|---|---:|---:|---:|---:|---:|']
     for r in sorted(probes, key=lambda r: (r['name'].startswith('random'), r['name'])):
         pre = r.get('pretraining')
         steps, loss = (pre['steps'], f"{pre['last_loss']:.3f}") if pre else (0, '')
         gain = r.get('gain', {}).get('val')
-        lines.append(f"| {r['name']} | {r['scene']} | {'yes' if r['use_grn'] else 'no'} | "
+        lines.append(f"| {r['name']} | {r.get('arch', 'atto')} | {r['scene']} | {'yes' if r['use_grn'] else 'no'} | "
                      f"{steps} | {loss} | {r['heldout']['miou']:.1f} | {r['val']['miou']:.1f} | "
                      + ('' if gain is None else f'{gain:+.1f}') + ' |')
     if finetunes:
@@ -408,7 +423,8 @@ def write_results(out_dir: Path, command: str, sweep: Sweep, probes: Sequence[di
                   probes=list(probes), finetunes=list(finetunes), seconds=round(seconds))
     (out_dir / 'results.json').write_text(json.dumps(result, indent=1) + '\n')
     (out_dir / 'results.md').write_text(
-        f'Frozen linear probe (mIoU %, background + 3 shapes) of atto encoders FCMAE-pretrained '
+        f'Frozen linear probe (mIoU %, background + 3 shapes) of ConvNeXt V2 encoders '
+        f'FCMAE-pretrained '
         f'with one lever changed, and of random inits.\nProduced by `{command}` in '
         f'{seconds / 60:.0f} min.\n\n{markdown(probes, finetunes)}\n')
     return result

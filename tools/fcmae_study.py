@@ -48,6 +48,7 @@ from torch import nn  # noqa: E402
 
 import cnxv2_dense  # noqa: E402,F401  (registers the backbone and constructor)
 from cnxv2_dense.datasets import SceneSpec, render_scene  # noqa: E402
+from cnxv2_dense.arch import parse_arch  # noqa: E402
 from cnxv2_dense.analysis import class_iou, confusion_matrix as count_confusion  # noqa: E402
 from cnxv2_dense.checkpoints import export_fcmae_backbone  # noqa: E402
 from cnxv2_dense.models import FCMAE, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -77,6 +78,7 @@ class Study:
     budgets: Tuple[int, ...] = (100, 400, 4000)
     seeds_smallest: Tuple[int, ...] = (0, 1)
     seeds_other: Tuple[int, ...] = (0,)
+    arch: str = 'atto'  # ConvNeXt V2 variant of the V2 arms (the seg demo's)
     pretrain_epochs: int = 4
     pretrain_batch: int = 64
     pretrain_blr: float = 1.5e-3
@@ -187,7 +189,7 @@ def pretrain(pool: Split, use_grn: bool, study: Study, seed: int, out_file: Path
     cosine schedule, normalised-pixel loss) and export its encoder to ``out_file``."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = FCMAE(arch='atto', mask_ratio=study.mask_ratio, norm_pix_loss=study.norm_pix_loss,
+    model = FCMAE(arch=study.arch, mask_ratio=study.mask_ratio, norm_pix_loss=study.norm_pix_loss,
                   use_grn=use_grn, layer_scale_init_value=0. if use_grn else 1e-6)
     model.init_weights()
     lr = study.pretrain_blr * study.pretrain_batch / 256
@@ -230,9 +232,11 @@ def pretrain(pool: Split, use_grn: bool, study: Study, seed: int, out_file: Path
 
 
 # ----------------------------------------------------------------------------------- finetune
-def build_segmentor(arm: str, backbone_file: Optional[Path] = None) -> nn.Module:
-    """The seg demo's UperNet with the arm's backbone; pretrained weights come in through the
-    backbone's ``init_cfg`` exactly as in a user's config."""
+def build_segmentor(arm: str, backbone_file: Optional[Path] = None,
+                    arch: str = 'atto') -> nn.Module:
+    """The seg demo's UperNet with the arm's backbone (V2 arms: ``arch``, the heads' inputs
+    widened to its stages); pretrained weights come in through the backbone's ``init_cfg``
+    exactly as in a user's config."""
     from mmseg.registry import MODELS as SEG_MODELS
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
@@ -240,6 +244,11 @@ def build_segmentor(arm: str, backbone_file: Optional[Path] = None) -> nn.Module
     model_cfg = copy.deepcopy(cfg.model)
     if arm == 'fcmae_no_grn':
         model_cfg.backbone.update(use_grn=False, layer_scale_init_value=1e-6)
+    if arm != 'resnet18' and arch != model_cfg.backbone.arch:
+        dims = list(parse_arch(arch)[1])
+        model_cfg.backbone.arch = arch
+        model_cfg.decode_head.in_channels = dims
+        model_cfg.auxiliary_head.in_channels = dims[model_cfg.auxiliary_head.in_index]
     if backbone_file is not None:
         model_cfg.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(backbone_file))
     model = SEG_MODELS.build(model_cfg)
@@ -344,7 +353,7 @@ def run_cell(arm: str, train: Split, evaluate: Split, lr: float, study: Study, s
              backbones: Dict[str, Path], split: str, freeze_backbone: bool = False) -> Record:
     start = time.time()
     torch.manual_seed(seed)
-    model = build_segmentor(arm, backbones.get(arm))
+    model = build_segmentor(arm, backbones.get(arm), study.arch)
     finetune(model, arm, train, lr, study, seed, freeze_backbone)
     ious = iou_per_class(confusion_matrix(model, evaluate))
     return Record(arm, len(train.images), seed, float(np.nanmean(ious.numpy()) * 100), split, lr,
