@@ -13,7 +13,8 @@ covers the levers the study could not:
   patches cut through an outline far more often) and, with ``--variants grid_8x8``, the mask
   grid (the scenes upsampled 2x, so the 32 px patches form 8 x 8 instead of 4 x 4; 4x the cost);
   ``combined`` / ``combined_long`` (opt-in too) put the three best levers of the default sweep
-  together at 4x / 8x the base length;
+  together at 4x / 8x the base length; ``pico`` / ``combined_pico`` (opt-in) change the
+  encoder's size (ConvNeXt V2-pico, 2.5x atto's compute), with baselines of that size;
 * every pretraining starts from the same seed and data and differs from ``base`` in one lever;
 * each is probed against the same architecture at random initialisation on the same scenes;
   the difference (``gain``) is what the pretraining put into the frozen features;
