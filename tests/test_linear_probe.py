@@ -280,7 +280,15 @@ def test_lever_sweep_reuses_a_checkpoint_only_with_the_same_settings(tmp_path):
             checkpoint, fcmae_levers.pretraining_settings(changed, 'textured', True, 1)) is None
     assert fcmae_levers.reusable_pretraining(
         checkpoint, fcmae_levers.pretraining_settings(study, 'textured', False, 1)) is None
-    checkpoint.with_suffix('.json').unlink()
+    # A record written before the arch was a lever (no 'arch') stands for atto, never for pico.
+    record_file = checkpoint.with_suffix('.json')
+    record = json.loads(record_file.read_text())
+    del record['settings']['study']['arch']
+    record_file.write_text(json.dumps(record))
+    assert fcmae_levers.reusable_pretraining(checkpoint, settings) == base['pretraining']
+    pico = fcmae_levers.pretraining_settings(replace(study, arch='pico'), 'textured', True, 1)
+    assert fcmae_levers.reusable_pretraining(checkpoint, pico) is None
+    record_file.unlink()
     assert fcmae_levers.reusable_pretraining(checkpoint, settings) is None
 
 

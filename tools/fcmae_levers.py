@@ -190,8 +190,8 @@ def upsample(split: Split, factor: int) -> Split:
 
 
 # The Study fields that decide the pretrained weights (the fine-tuning ones do not).
-PRETRAINING_FIELDS = ('arch', 'pool', 'pretrain_epochs', 'pretrain_batch', 'pretrain_blr', 'mask_ratio',
-                      'norm_pix_loss', 'texture_prob', 'clutter', 'min_radius_frac',
+PRETRAINING_FIELDS = ('arch', 'pool', 'pretrain_epochs', 'pretrain_batch', 'pretrain_blr',
+                      'mask_ratio', 'norm_pix_loss', 'texture_prob', 'clutter', 'min_radius_frac',
                       'max_radius_frac', 'max_objects')
 
 
@@ -209,6 +209,8 @@ def reusable_pretraining(backbone_file: Path, settings: dict) -> Optional[dict]:
     if not (backbone_file.is_file() and record_file.is_file()):
         return None
     recorded = json.loads(record_file.read_text())
+    # Records written before the arch was a lever lack it; the tool pretrained only atto then.
+    recorded.get('settings', {}).get('study', {}).setdefault('arch', 'atto')
     return recorded['pretraining'] if recorded.get('settings') == settings else None
 
 
@@ -249,7 +251,8 @@ def _finetune_job(job: tuple) -> dict:
     (variant, arm, scene_name, arch, backbone_file, lr, seed, layer_decay, split, budget,
      sweep) = job
     data = _DATA[scene_name]
-    study = replace(Study(), arch=arch, finetune_iters=sweep.finetune_iters, layer_decay=layer_decay,
+    study = replace(Study(), arch=arch, finetune_iters=sweep.finetune_iters,
+                    layer_decay=layer_decay,
                     scratch_layer_decay=layer_decay if arm == 'scratch' else 1.0)
     backbones = {arm: Path(backbone_file)} if backbone_file else {}
     rec = run_cell(arm, labeled_subset(data['pool'], budget, seed), data[split],
@@ -402,8 +405,9 @@ def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
         pre = r.get('pretraining')
         steps, loss = (pre['steps'], f"{pre['last_loss']:.3f}") if pre else (0, '')
         gain = r.get('gain', {}).get('val')
-        lines.append(f"| {r['name']} | {r.get('arch', 'atto')} | {r['scene']} | {'yes' if r['use_grn'] else 'no'} | "
-                     f"{steps} | {loss} | {r['heldout']['miou']:.1f} | {r['val']['miou']:.1f} | "
+        lines.append(f"| {r['name']} | {r.get('arch', 'atto')} | {r['scene']} | "
+                     f"{'yes' if r['use_grn'] else 'no'} | {steps} | {loss} | "
+                     f"{r['heldout']['miou']:.1f} | {r['val']['miou']:.1f} | "
                      + ('' if gain is None else f'{gain:+.1f}') + ' |')
     if finetunes:
         lines += ['', 'Fine-tuned (UperNet, mIoU, per class: background, circle, square, '
@@ -412,8 +416,9 @@ def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
                   '|---|---:|---:|---:|---:|---|---:|---|']
         for r in sorted(finetunes, key=lambda r: (r['split'], r['labeled_images'], r['variant'],
                                                   r['seed'])):
-            lines.append(f"| {r['variant']} | {r['lr']:g} | {r['layer_decay']} | {r['labeled_images']} | "
-                         f"{r['seed']} | {r['split']} | {r['miou']:.1f} | {r['class_iou']} |")
+            lines.append(f"| {r['variant']} | {r['lr']:g} | {r['layer_decay']} | "
+                         f"{r['labeled_images']} | {r['seed']} | {r['split']} | "
+                         f"{r['miou']:.1f} | {r['class_iou']} |")
     return '\n'.join(lines)
 
 
