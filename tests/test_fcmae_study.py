@@ -71,6 +71,22 @@ def test_scratch_layer_decay_slows_the_random_backbone_only_when_asked():
     assert slowed[stem] == min(slowed[p] for p in backbone) < 1e-3 * 0.5 ** 3
 
 
+def test_a_larger_arch_widens_the_heads_and_loads_its_pretrained_weights(tmp_path):
+    from cnxv2_dense.models import ConvNeXtV2
+    scratch = fcmae_study.build_segmentor('scratch', arch='pico')
+    assert scratch.backbone.downsample_layers[0][0].out_channels == 64  # atto has 40
+    assert list(scratch.decode_head.in_channels) == [64, 128, 256, 512]
+    assert scratch.auxiliary_head.in_channels == 256
+    logits = fcmae_study.seg_logits(scratch.eval(), torch.zeros(1, 3, 64, 64))
+    assert logits.shape == (1, fcmae_study.NUM_CLASSES, 64, 64)
+    torch.manual_seed(1)
+    state = ConvNeXtV2(arch='pico').state_dict()
+    torch.save(dict(state_dict=state), tmp_path / 'pico.pth')
+    tuned = fcmae_study.build_segmentor('fcmae', tmp_path / 'pico.pth', arch='pico')
+    weight = tuned.backbone.stages[2][0].pwconv1.weight
+    assert torch.equal(weight, state['stages.2.0.pwconv1.weight'].view_as(weight))
+
+
 def test_an_arm_subset_without_the_scratch_baseline_is_refused(tmp_path):
     with pytest.raises(ValueError, match="keep 'scratch'"):
         fcmae_study.main(['--quick', '--arms', 'fcmae', '--out', str(tmp_path / 'out'),
