@@ -71,6 +71,28 @@ def test_scratch_layer_decay_slows_the_random_backbone_only_when_asked():
     assert slowed[stem] == min(slowed[p] for p in backbone) < 1e-3 * 0.5 ** 3
 
 
+def test_frozen_backbone_iters_train_the_heads_alone_then_the_whole_model():
+    from dataclasses import replace
+    study = replace(fcmae_study.QUICK, finetune_iters=4, warmup_iters=1, finetune_batch=2,
+                    frozen_backbone_iters=2)
+    torch.manual_seed(0)
+    model = fcmae_study.build_segmentor('scratch')
+    # What the backbone and a head weight hold, and the backbone's mode, as each step begins.
+    seen = []
+    head = model.decode_head.conv_seg.weight
+    model.backbone.register_forward_pre_hook(lambda m, _: seen.append(
+        (m.stages[3][0].pwconv1.weight.detach().clone(), head.detach().clone(), m.training)))
+    fcmae_study.finetune(model, 'scratch', fcmae_study.render_split(4, 0), 2e-3, study, seed=0)
+    backbone, heads, training = zip(*seen)
+    assert training == (False, False, True, True)
+    assert torch.equal(backbone[0], backbone[1]) and torch.equal(backbone[1], backbone[2])
+    assert not torch.equal(backbone[2], backbone[3])  # the first step after the thaw
+    assert not torch.equal(heads[0], heads[1])  # the heads train from the first step
+    with pytest.raises(ValueError, match='frozen_backbone_iters must be >= 0'):
+        fcmae_study.finetune(model, 'scratch', fcmae_study.render_split(4, 0), 2e-3,
+                             replace(study, frozen_backbone_iters=-1), seed=0)
+
+
 def test_a_larger_arch_widens_the_heads_and_loads_its_pretrained_weights(tmp_path):
     from cnxv2_dense.models import ConvNeXtV2
     scratch = fcmae_study.build_segmentor('scratch', arch='pico')

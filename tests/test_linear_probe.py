@@ -137,6 +137,46 @@ def test_decay_scratch_lets_scratch_choose_its_layer_decay_on_heldout(tmp_path):
         assert val[init] == max(mine, key=lambda r: r['miou'])['layer_decay']
 
 
+def test_frozen_iters_are_chosen_on_heldout_for_every_init_and_used_on_val(tmp_path):
+    from tools import fcmae_levers
+    written = fcmae_levers.main(['--quick', '--variants', 'base', '--frozen-iters', '0', '1',
+                                 '--out', str(tmp_path / 'out'),
+                                 '--work-dir', str(tmp_path / 'work')])
+    runs = written['finetunes']
+    heldout = [r for r in runs if r['split'] == 'heldout']
+    assert sorted((r['variant'], r['frozen_iters']) for r in heldout) == [
+        ('base', 0), ('base', 1), ('scratch', 0), ('scratch', 1)]
+    val = {r['variant']: r['frozen_iters'] for r in runs if r['split'] == 'val'}
+    for init in ('scratch', 'base'):
+        mine = [r for r in heldout if r['variant'] == init]
+        assert val[init] == max(mine, key=lambda r: r['miou'])['frozen_iters']
+    assert '| frozen iters |' in (tmp_path / 'out' / 'results.md').read_text()
+
+
+def test_a_fine_tuning_job_hands_its_frozen_iters_to_the_study(monkeypatch):
+    from tools import fcmae_levers, fcmae_study
+    split = fcmae_study.render_split(2, 0)
+    monkeypatch.setitem(fcmae_levers._DATA, 'textured', dict(pool=split, val=split))
+    studies = []
+
+    def run_cell(arm, train, evaluate, lr, study, seed, backbones, split_name):
+        studies.append(study)
+        return fcmae_study.Record(arm, len(train.images), seed, 0., split_name, lr)
+
+    monkeypatch.setattr(fcmae_levers, 'run_cell', run_cell)
+    record = fcmae_levers._finetune_job(('scratch', 'scratch', 'textured', 'atto', None, 1e-3, 0,
+                                         1.0, 7, 'val', 2, fcmae_levers.QUICK))
+    assert studies[0].frozen_backbone_iters == 7 and record['frozen_iters'] == 7
+
+
+def test_negative_frozen_iters_are_refused_before_anything_runs(tmp_path, capsys):
+    from tools import fcmae_levers
+    with pytest.raises(SystemExit):
+        fcmae_levers.main(['--quick', '--frozen-iters', '-1', '--out', str(tmp_path / 'out')])
+    assert '--frozen-iters must be >= 0' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
 def test_an_unknown_lever_variant_is_refused(tmp_path):
     from tools import fcmae_levers
     with pytest.raises(SystemExit):

@@ -23,7 +23,8 @@ covers the levers the study could not:
   seeds 0 and 1, the learning rates the study chose on held-out; ``--layer-decays`` tries
   several stage-wise layer decays on held-out first, at the smallest budget; with
   ``--decay-scratch`` scratch chooses one too, so a slowed or all-but-frozen backbone is tried
-  for both inits) beside scratch, and both are reported on val;
+  for both inits; ``--frozen-iters`` tries training the heads alone on a frozen backbone
+  for the first iterations, LP-FT, for every init) beside scratch, and both are reported on val;
 * ``--reuse-pretrained`` keeps a checkpoint in WORK_DIR whose recorded settings
   (``<name>_backbone.json``) equal this run's, so a second command fine-tunes what a first one
   pretrained without pretraining it again.
@@ -120,6 +121,9 @@ class Sweep:
     # backbone trains at the head's lr): whether a slowed or all-but-frozen backbone helps
     # scratch as much as the pretrained one at few labels.
     decay_scratch: bool = False
+    # Iterations of head-only training on a frozen backbone before the whole model trains
+    # (LP-FT); with several, every init chooses on held-out (seed 0), after its lr and decay.
+    frozen_iters: Sequence[int] = (0,)
     # Learning rates tried on the held-out split for every init (empty: the two above).
     lr_grid: Sequence[float] = ()
     # Variants fine-tuned beside scratch (empty: the one with the largest held-out probe gain).
@@ -248,17 +252,17 @@ def _probe_job(job: tuple) -> dict:
 
 
 def _finetune_job(job: tuple) -> dict:
-    (variant, arm, scene_name, arch, backbone_file, lr, seed, layer_decay, split, budget,
-     sweep) = job
+    (variant, arm, scene_name, arch, backbone_file, lr, seed, layer_decay, frozen_iters, split,
+     budget, sweep) = job
     data = _DATA[scene_name]
     study = replace(Study(), arch=arch, finetune_iters=sweep.finetune_iters,
-                    layer_decay=layer_decay,
+                    layer_decay=layer_decay, frozen_backbone_iters=frozen_iters,
                     scratch_layer_decay=layer_decay if arm == 'scratch' else 1.0)
     backbones = {arm: Path(backbone_file)} if backbone_file else {}
     rec = run_cell(arm, labeled_subset(data['pool'], budget, seed), data[split],
                    lr, study, seed, backbones, split)
     return dict(asdict(rec), scene=scene_name, arch=arch, backbone=backbone_file,
-                layer_decay=layer_decay, variant=variant)
+                layer_decay=layer_decay, frozen_iters=frozen_iters, variant=variant)
 
 
 def random_name(scene_name: str, use_grn: bool, image_scale: int = 1, arch: str = 'atto') -> str:
@@ -343,7 +347,8 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
     candidate with the largest held-out probe gain). On the held-out split at the smallest budget
     (seed 0), each init's learning rate is chosen from ``sweep.lr_grid`` (when given) and each
     pretrained one's layer decay from ``sweep.layer_decays`` (when several; scratch's too with
-    ``sweep.decay_scratch``, else it has none); then every budget and seed runs on val."""
+    ``sweep.decay_scratch``, else it has none), then each init's head-only iterations from
+    ``sweep.frozen_iters`` (when several); then every budget and seed runs on val."""
     if sweep.finetune_variants:
         chosen = [r for r in candidates if r['name'] in sweep.finetune_variants]
     else:
@@ -359,21 +364,25 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
     decayed = inits if sweep.decay_scratch else inits[1:]
     decay = {name: sweep.layer_decays[0] if (name, arm, file) in decayed else 1.0
              for name, arm, file in inits}
+    frozen = {name: sweep.frozen_iters[0] for name, _, _ in inits}
     smallest = min(sweep.finetune_budgets)
     done: Dict[tuple, dict] = {}
 
     def run(cells) -> List[dict]:
-        """Runs ``(init, split, budget, seed, lr, layer decay)`` cells not run before."""
+        """Runs ``(init, split, budget, seed, lr, layer decay, frozen iters)`` cells not run
+        before."""
         key = lambda c: (c[0][0],) + tuple(c[1:])  # noqa: E731
         todo = [c for c in dict((key(c), c) for c in cells).values() if key(c) not in done]
-        jobs = [(name, arm, scene_name, arch, file, cell_lr, seed, cell_decay, split, budget,
-                 sweep)
-                for (name, arm, file), split, budget, seed, cell_lr, cell_decay in todo]
+        jobs = [(name, arm, scene_name, arch, file, cell_lr, seed, cell_decay, cell_frozen,
+                 split, budget, sweep)
+                for (name, arm, file), split, budget, seed, cell_lr, cell_decay, cell_frozen
+                in todo]
         for cell, record in zip(todo, workers.imap(_finetune_job, jobs)):
             finetunes.append(record)
             done[key(cell)] = record
             log(f"fine-tune {record['variant']} (lr {record['lr']:g}, layer decay "
-                f"{record['layer_decay']}) {record['labeled_images']} labels seed "
+                f"{record['layer_decay']}, {record['frozen_iters']} frozen iters) "
+                f"{record['labeled_images']} labels seed "
                 f"{record['seed']}: {record['split']} mIoU {record['miou']:.1f} "
                 f"({record['seconds']:.0f} s)")
             save()
@@ -386,13 +395,18 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
                 setting[init] = max(mine, key=lambda r: r['miou'])[name]
 
     if sweep.lr_grid:
-        choose(lr, 'lr', run([(init, 'heldout', smallest, 0, x, decay[init[0]])
+        choose(lr, 'lr', run([(init, 'heldout', smallest, 0, x, decay[init[0]], frozen[init[0]])
                               for init in inits for x in sweep.lr_grid]))
     if len(sweep.layer_decays) > 1:
-        choose(decay, 'layer_decay', run([(init, 'heldout', smallest, 0, lr[init[0]], d)
+        choose(decay, 'layer_decay', run([(init, 'heldout', smallest, 0, lr[init[0]], d,
+                                           frozen[init[0]])
                                           for init in decayed for d in sweep.layer_decays]))
+    if len(sweep.frozen_iters) > 1:
+        choose(frozen, 'frozen_iters', run([(init, 'heldout', smallest, 0, lr[init[0]],
+                                             decay[init[0]], n)
+                                            for init in inits for n in sweep.frozen_iters]))
     # Smallest budgets first: they are the ones the comparison is about.
-    run([(init, 'val', budget, seed, lr[init[0]], decay[init[0]])
+    run([(init, 'val', budget, seed, lr[init[0]], decay[init[0]], frozen[init[0]])
          for budget in sorted(sweep.finetune_budgets) for seed in sweep.finetune_seeds
          for init in inits])
 
@@ -412,12 +426,13 @@ def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
     if finetunes:
         lines += ['', 'Fine-tuned (UperNet, mIoU, per class: background, circle, square, '
                   'triangle):', '',
-                  '| init | lr | layer decay | labels | seed | split | mIoU | per class |',
-                  '|---|---:|---:|---:|---:|---|---:|---|']
+                  '| init | lr | layer decay | frozen iters | labels | seed | split | mIoU | '
+                  'per class |',
+                  '|---|---:|---:|---:|---:|---:|---|---:|---|']
         for r in sorted(finetunes, key=lambda r: (r['split'], r['labeled_images'], r['variant'],
                                                   r['seed'])):
             lines.append(f"| {r['variant']} | {r['lr']:g} | {r['layer_decay']} | "
-                         f"{r['labeled_images']} | {r['seed']} | {r['split']} | "
+                         f"{r.get('frozen_iters', 0)} | {r['labeled_images']} | {r['seed']} | {r['split']} | "
                          f"{r['miou']:.1f} | {r['class_iou']} |")
     return '\n'.join(lines)
 
@@ -461,13 +476,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--decay-scratch', action='store_true',
                         help='scratch chooses its layer decay from --layer-decays on held-out too '
                         '(default: none, its backbone trains at the head\'s lr)')
+    parser.add_argument('--frozen-iters', type=int, nargs='+',
+                        help='iterations of head-only training on a frozen backbone before the '
+                        'whole model trains (LP-FT); several are tried on held-out for every '
+                        'init (default 0)')
     parser.add_argument('--reuse-pretrained', action='store_true',
                         help='keep checkpoints in WORK_DIR pretrained with the same settings')
     parser.add_argument('--no-finetune', action='store_true', help='probes only')
     parser.add_argument('--workers', type=int,
                         help='processes side by side, the CPU cores shared among them '
                         '(default 2; 1 suits a single variant)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.frozen_iters and min(args.frozen_iters) < 0:
+        parser.error(f'--frozen-iters must be >= 0 (0: the backbone trains from the first '
+                     f'iteration), got {args.frozen_iters}')
+    return args
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -479,7 +502,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                      finetune_budgets=args.finetune_budgets and tuple(args.finetune_budgets),
                      finetune_seeds=args.finetune_seeds and tuple(args.finetune_seeds),
                      finetune_variants=args.finetune_variants and tuple(args.finetune_variants),
-                     lr_grid=args.lr_grid and tuple(args.lr_grid))
+                     lr_grid=args.lr_grid and tuple(args.lr_grid),
+                     frozen_iters=args.frozen_iters and tuple(args.frozen_iters))
     sweep = replace(sweep, finetune=not args.no_finetune, reuse_pretrained=args.reuse_pretrained,
                     decay_scratch=args.decay_scratch,
                     **{k: v for k, v in overrides.items() if v is not None})

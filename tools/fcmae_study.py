@@ -92,6 +92,10 @@ class Study:
     # Stage-wise layer decay of the from-scratch V2 (1: none). Below 1 its random backbone trains
     # slower than the head; near 0 it is all but frozen (the frozen-random control).
     scratch_layer_decay: float = 1.0
+    # The first this many fine-tuning iterations train the heads only, on a frozen backbone; then
+    # the whole model trains (linear probing, then fine-tuning: LP-FT, Kumar et al. 2022). A
+    # random head's first gradients then cannot rewrite pretrained features.
+    frozen_backbone_iters: int = 0
     # Scenes: textured shapes and backgrounds plus background clutter. Flat-coloured shapes are
     # told from the background by colour alone, so a head on any backbone finds them; here the
     # outline must do it.
@@ -287,20 +291,33 @@ def seg_logits(model: nn.Module, imgs: torch.Tensor, aux: bool = False):
 def finetune(model: nn.Module, arm: str, train: Split, lr: float, study: Study, seed: int,
              freeze_backbone: bool = False) -> nn.Module:
     """Train ``model`` on ``train`` for ``study.finetune_iters`` iterations of the seg demo's
-    loss (class-weighted cross entropy, auxiliary head 0.4), linear warmup then linear decay."""
+    loss (class-weighted cross entropy, auxiliary head 0.4), linear warmup then linear decay.
+    ``freeze_backbone`` trains the heads only; ``study.frozen_backbone_iters`` does so for the
+    first iterations, after which the backbone joins at the schedule's lr of that moment."""
+    if study.frozen_backbone_iters < 0:
+        raise ValueError(f'frozen_backbone_iters must be >= 0 (0: the backbone trains from the '
+                         f'first iteration), got {study.frozen_backbone_iters}')
     generator = torch.Generator().manual_seed(seed)
     if freeze_backbone:
         model.backbone.requires_grad_(False)
     wrapper = build_optimizer(model, arm, lr, study)
+    # Frozen after the optimizer is built, so its parameters are in the optimizer when they thaw
+    # (AdamW skips a parameter without a gradient, weight decay included).
+    thaw_at = 0 if freeze_backbone else min(study.frozen_backbone_iters, study.finetune_iters)
+    if thaw_at:
+        model.backbone.requires_grad_(False)
     warmup, total = study.warmup_iters, study.finetune_iters
     schedule = torch.optim.lr_scheduler.LambdaLR(
         wrapper.optimizer, lambda s: (s + 1) / warmup if s < warmup
         else max(0., (total - s) / max(1, total - warmup)))
     weight = torch.tensor(CLASS_WEIGHT)
     model.train()
-    if freeze_backbone:
+    if freeze_backbone or thaw_at:
         model.backbone.eval()
     for step in range(total):
+        if thaw_at and step == thaw_at:
+            model.backbone.requires_grad_(True)
+            model.backbone.train()
         index = torch.randint(0, len(train.images), (study.finetune_batch,), generator=generator)
         imgs, labels = seg_augment(normalise(train.images[index]), train.labels[index], generator)
         logits, aux = seg_logits(model, imgs, aux=True)
