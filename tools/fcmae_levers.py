@@ -432,7 +432,8 @@ def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
         for r in sorted(finetunes, key=lambda r: (r['split'], r['labeled_images'], r['variant'],
                                                   r['seed'])):
             lines.append(f"| {r['variant']} | {r['lr']:g} | {r['layer_decay']} | "
-                         f"{r.get('frozen_iters', 0)} | {r['labeled_images']} | {r['seed']} | {r['split']} | "
+                         f"{r.get('frozen_iters', 0)} | {r['labeled_images']} | {r['seed']} | "
+                         f"{r['split']} | "
                          f"{r['miou']:.1f} | {r['class_iou']} |")
     return '\n'.join(lines)
 
