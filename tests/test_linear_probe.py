@@ -123,33 +123,32 @@ def test_quick_lever_sweep_probes_every_variant_against_its_random_init(tmp_path
     assert 'random_textured' in (out / 'results.md').read_text()
 
 
+def assert_each_init_chose_on_heldout(runs, setting, values):
+    """Both inits ran every value of ``setting`` on held-out, and each ran on val with the value
+    that scored best there."""
+    heldout = [r for r in runs if r['split'] == 'heldout']
+    assert sorted((r['variant'], r[setting]) for r in heldout) == [
+        (init, v) for init in ('base', 'scratch') for v in values]
+    val = {r['variant']: r[setting] for r in runs if r['split'] == 'val'}
+    for init in ('scratch', 'base'):
+        mine = [r for r in heldout if r['variant'] == init]
+        assert val[init] == max(mine, key=lambda r: r['miou'])[setting]
+
+
 def test_decay_scratch_lets_scratch_choose_its_layer_decay_on_heldout(tmp_path):
     from tools import fcmae_levers
     runs = fcmae_levers.main(['--quick', '--variants', 'base', '--decay-scratch',
                               '--layer-decays', '0.1', '1.0', '--out', str(tmp_path / 'out'),
                               '--work-dir', str(tmp_path / 'work')])['finetunes']
-    heldout = [r for r in runs if r['split'] == 'heldout']
-    assert sorted((r['variant'], r['layer_decay']) for r in heldout) == [
-        ('base', 0.1), ('base', 1.0), ('scratch', 0.1), ('scratch', 1.0)]
-    val = {r['variant']: r['layer_decay'] for r in runs if r['split'] == 'val'}
-    for init in ('scratch', 'base'):
-        mine = [r for r in heldout if r['variant'] == init]
-        assert val[init] == max(mine, key=lambda r: r['miou'])['layer_decay']
+    assert_each_init_chose_on_heldout(runs, 'layer_decay', (0.1, 1.0))
 
 
 def test_frozen_iters_are_chosen_on_heldout_for_every_init_and_used_on_val(tmp_path):
     from tools import fcmae_levers
-    written = fcmae_levers.main(['--quick', '--variants', 'base', '--frozen-iters', '0', '1',
-                                 '--out', str(tmp_path / 'out'),
-                                 '--work-dir', str(tmp_path / 'work')])
-    runs = written['finetunes']
-    heldout = [r for r in runs if r['split'] == 'heldout']
-    assert sorted((r['variant'], r['frozen_iters']) for r in heldout) == [
-        ('base', 0), ('base', 1), ('scratch', 0), ('scratch', 1)]
-    val = {r['variant']: r['frozen_iters'] for r in runs if r['split'] == 'val'}
-    for init in ('scratch', 'base'):
-        mine = [r for r in heldout if r['variant'] == init]
-        assert val[init] == max(mine, key=lambda r: r['miou'])['frozen_iters']
+    runs = fcmae_levers.main(['--quick', '--variants', 'base', '--frozen-iters', '0', '1',
+                              '--out', str(tmp_path / 'out'),
+                              '--work-dir', str(tmp_path / 'work')])['finetunes']
+    assert_each_init_chose_on_heldout(runs, 'frozen_iters', (0, 1))
     assert '| frozen iters |' in (tmp_path / 'out' / 'results.md').read_text()
 
 
