@@ -1,5 +1,7 @@
 """The frozen dense linear probe (cnxv2_dense.analysis.linear_probe) on cases with known answers."""
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -150,6 +152,46 @@ def test_frozen_iters_are_chosen_on_heldout_for_every_init_and_used_on_val(tmp_p
                               '--work-dir', str(tmp_path / 'work')])['finetunes']
     assert_each_init_chose_on_heldout(runs, 'frozen_iters', (0, 1))
     assert '| frozen iters |' in (tmp_path / 'out' / 'results.md').read_text()
+
+
+class ScoresByBudget:
+    """Stands in for the sweep's worker pool: each fine-tuning job returns at once, scoring the
+    larger lr best with 4 labels and the smaller one best with 8."""
+
+    def imap(self, _, jobs):
+        for name, _arm, _scene, _arch, _file, lr, seed, decay, frozen, split, budget, _ in jobs:
+            yield dict(variant=name, lr=lr, layer_decay=decay, frozen_iters=frozen, seed=seed,
+                       split=split, labeled_images=budget, seconds=0.,
+                       miou=lr if budget == 4 else -lr)
+
+
+@pytest.mark.parametrize('per_budget', [False, True])
+def test_held_out_choices_are_made_at_every_budget_only_when_asked(per_budget):
+    from tools import fcmae_levers
+    sweep = replace(fcmae_levers.QUICK, finetune_budgets=(8, 4), lr_grid=(1e-3, 1e-2),
+                    finetune_variants=('base',), choose_per_budget=per_budget)
+    base = dict(name='base', scene='textured', arch='atto', use_grn=True)
+    runs = []
+    fcmae_levers.finetune_variants(ScoresByBudget(), sweep, [base], Path('work'), runs,
+                                   save=lambda: None, log=lambda _: None)
+    heldout = {(r['variant'], r['labeled_images'], r['lr']) for r in runs
+               if r['split'] == 'heldout'}
+    val = {(r['variant'], r['labeled_images']): r['lr'] for r in runs if r['split'] == 'val'}
+    budgets = (4, 8) if per_budget else (4,)
+    assert heldout == {(init, b, lr) for init in ('scratch', 'base') for b in budgets
+                       for lr in (1e-3, 1e-2)}
+    # 4 labels prefer 1e-2; 8 labels prefer 1e-3 when they choose, else keep 4's choice.
+    assert val == {(init, b): 1e-2 if b == 4 or not per_budget else 1e-3
+                   for init in ('scratch', 'base') for b in (4, 8)}
+
+
+def test_choose_per_budget_reaches_the_sweep_from_the_command_line(monkeypatch, tmp_path):
+    from tools import fcmae_levers
+    sweeps = []
+    monkeypatch.setattr(fcmae_levers, 'run_sweep', lambda sweep, *a, **k: sweeps.append(sweep))
+    for flag in ([], ['--choose-per-budget']):
+        fcmae_levers.main(['--quick', '--out', str(tmp_path)] + flag)
+    assert [s.choose_per_budget for s in sweeps] == [False, True]
 
 
 def test_a_fine_tuning_job_hands_its_frozen_iters_to_the_study(monkeypatch):

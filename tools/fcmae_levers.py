@@ -24,7 +24,9 @@ covers the levers the study could not:
   several stage-wise layer decays on held-out first, at the smallest budget; with
   ``--decay-scratch`` scratch chooses one too, so a slowed or all-but-frozen backbone is tried
   for both inits; ``--frozen-iters`` tries training the heads alone on a frozen backbone
-  for the first iterations, LP-FT, for every init) beside scratch, and both are reported on val;
+  for the first iterations, LP-FT, for every init; ``--choose-per-budget`` makes every held-out
+  choice again at each budget instead of keeping the smallest budget's) beside scratch, and both
+  are reported on val;
 * ``--reuse-pretrained`` keeps a checkpoint in WORK_DIR whose recorded settings
   (``<name>_backbone.json``) equal this run's, so a second command fine-tunes what a first one
   pretrained without pretraining it again.
@@ -106,8 +108,8 @@ class Sweep:
     val: int = 300
     pretrain_epochs: int = 6  # 372 steps of 64 on 4000 images; 'long' has 4x
     probe_steps: int = 300
-    # Label budgets of the fine-tuning (drawn from the pool, as in the study); the layer decay is
-    # chosen at the smallest.
+    # Label budgets of the fine-tuning (drawn from the pool, as in the study); the held-out
+    # choices are made at the smallest (at each with ``choose_per_budget``).
     finetune_budgets: Sequence[int] = (100,)
     finetune_seeds: Sequence[int] = (0, 1)
     finetune_iters: int = 1600
@@ -126,6 +128,9 @@ class Sweep:
     frozen_iters: Sequence[int] = (0,)
     # Learning rates tried on the held-out split for every init (empty: the two above).
     lr_grid: Sequence[float] = ()
+    # Make the held-out choices (lr, layer decay, frozen iters) at every budget, each budget's val
+    # runs using its own; otherwise they are made at the smallest budget and kept at the others.
+    choose_per_budget: bool = False
     # Variants fine-tuned beside scratch (empty: the one with the largest held-out probe gain).
     finetune_variants: Sequence[str] = ()
     finetune: bool = True
@@ -345,10 +350,11 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
                       finetunes: List[dict], save, log=print) -> None:
     """Fine-tune beside scratch the variants of ``sweep.finetune_variants`` (by default the
     candidate with the largest held-out probe gain). On the held-out split at the smallest budget
-    (seed 0), each init's learning rate is chosen from ``sweep.lr_grid`` (when given) and each
-    pretrained one's layer decay from ``sweep.layer_decays`` (when several; scratch's too with
-    ``sweep.decay_scratch``, else it has none), then each init's head-only iterations from
-    ``sweep.frozen_iters`` (when several); then every budget and seed runs on val."""
+    (seed 0; at every budget with ``sweep.choose_per_budget``), each init's learning rate is
+    chosen from ``sweep.lr_grid`` (when given) and each pretrained one's layer decay from
+    ``sweep.layer_decays`` (when several; scratch's too with ``sweep.decay_scratch``, else it has
+    none), then each init's head-only iterations from ``sweep.frozen_iters`` (when several); then
+    every seed of that budget runs on val with those choices."""
     if sweep.finetune_variants:
         chosen = [r for r in candidates if r['name'] in sweep.finetune_variants]
     else:
@@ -360,12 +366,7 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
     inits = [('scratch', 'scratch', None)] + [
         (r['name'], 'fcmae' if r['use_grn'] else 'fcmae_no_grn',
          str(work_dir / f"{r['name']}_backbone.pth")) for r in chosen]
-    lr = {name: sweep.scratch_lr if arm == 'scratch' else sweep.fcmae_lr for name, arm, _ in inits}
     decayed = inits if sweep.decay_scratch else inits[1:]
-    decay = {name: sweep.layer_decays[0] if (name, arm, file) in decayed else 1.0
-             for name, arm, file in inits}
-    frozen = {name: sweep.frozen_iters[0] for name, _, _ in inits}
-    smallest = min(sweep.finetune_budgets)
     done: Dict[tuple, dict] = {}
 
     def run(cells) -> List[dict]:
@@ -394,21 +395,38 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
             if mine:
                 setting[init] = max(mine, key=lambda r: r['miou'])[name]
 
-    if sweep.lr_grid:
-        choose(lr, 'lr', run([(init, 'heldout', smallest, 0, x, decay[init[0]], frozen[init[0]])
-                              for init in inits for x in sweep.lr_grid]))
-    if len(sweep.layer_decays) > 1:
-        choose(decay, 'layer_decay', run([(init, 'heldout', smallest, 0, lr[init[0]], d,
-                                           frozen[init[0]])
-                                          for init in decayed for d in sweep.layer_decays]))
-    if len(sweep.frozen_iters) > 1:
-        choose(frozen, 'frozen_iters', run([(init, 'heldout', smallest, 0, lr[init[0]],
-                                             decay[init[0]], n)
-                                            for init in inits for n in sweep.frozen_iters]))
-    # Smallest budgets first: they are the ones the comparison is about.
-    run([(init, 'val', budget, seed, lr[init[0]], decay[init[0]], frozen[init[0]])
-         for budget in sorted(sweep.finetune_budgets) for seed in sweep.finetune_seeds
-         for init in inits])
+    def choose_at(budget: int) -> tuple:
+        """Each init's (lr, layer decay, frozen iters), chosen on held-out (seed 0) with
+        ``budget`` labels where the sweep gives several values."""
+        lr = {name: sweep.scratch_lr if arm == 'scratch' else sweep.fcmae_lr
+              for name, arm, _ in inits}
+        decay = {name: sweep.layer_decays[0] if (name, arm, file) in decayed else 1.0
+                 for name, arm, file in inits}
+        frozen = {name: sweep.frozen_iters[0] for name, _, _ in inits}
+        if sweep.lr_grid:
+            choose(lr, 'lr', run([(init, 'heldout', budget, 0, x, decay[init[0]],
+                                   frozen[init[0]]) for init in inits for x in sweep.lr_grid]))
+        if len(sweep.layer_decays) > 1:
+            choose(decay, 'layer_decay', run([(init, 'heldout', budget, 0, lr[init[0]], d,
+                                               frozen[init[0]])
+                                              for init in decayed for d in sweep.layer_decays]))
+        if len(sweep.frozen_iters) > 1:
+            choose(frozen, 'frozen_iters', run([(init, 'heldout', budget, 0, lr[init[0]],
+                                                 decay[init[0]], n)
+                                                for init in inits for n in sweep.frozen_iters]))
+        return lr, decay, frozen
+
+    def run_val(budgets: Sequence[int], lr: dict, decay: dict, frozen: dict) -> None:
+        # Smallest budgets first: they are the ones the comparison is about.
+        run([(init, 'val', budget, seed, lr[init[0]], decay[init[0]], frozen[init[0]])
+             for budget in sorted(budgets) for seed in sweep.finetune_seeds for init in inits])
+
+    smallest = min(sweep.finetune_budgets)
+    if sweep.choose_per_budget:
+        for budget in sorted(sweep.finetune_budgets):
+            run_val([budget], *choose_at(budget))
+    else:
+        run_val(sweep.finetune_budgets, *choose_at(smallest))
 
 
 def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
@@ -474,6 +492,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='seeds of the val fine-tuning runs (default 0 1)')
     parser.add_argument('--finetune-budgets', type=int, nargs='+',
                         help='label budgets of the fine-tuning (default 100)')
+    parser.add_argument('--choose-per-budget', action='store_true',
+                        help='make the held-out choices (lr, layer decay, frozen iters) at every '
+                        'budget (default: at the smallest, kept at the others)')
     parser.add_argument('--decay-scratch', action='store_true',
                         help='scratch chooses its layer decay from --layer-decays on held-out too '
                         '(default: none, its backbone trains at the head\'s lr)')
@@ -506,7 +527,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                      lr_grid=args.lr_grid and tuple(args.lr_grid),
                      frozen_iters=args.frozen_iters and tuple(args.frozen_iters))
     sweep = replace(sweep, finetune=not args.no_finetune, reuse_pretrained=args.reuse_pretrained,
-                    decay_scratch=args.decay_scratch,
+                    decay_scratch=args.decay_scratch, choose_per_budget=args.choose_per_budget,
                     **{k: v for k, v in overrides.items() if v is not None})
     command = 'python tools/fcmae_levers.py ' + ' '.join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
