@@ -185,6 +185,18 @@ def test_held_out_choices_are_made_at_every_budget_only_when_asked(per_budget):
                    for init in ('scratch', 'base') for b in (4, 8)}
 
 
+def test_a_single_learning_rate_is_used_by_every_init_without_held_out_runs():
+    from tools import fcmae_levers
+    sweep = replace(fcmae_levers.QUICK, finetune_budgets=(4,), lr_grid=(1e-2,),
+                    finetune_variants=('base',))
+    base = dict(name='base', scene='textured', arch='atto', use_grn=True)
+    runs = []
+    fcmae_levers.finetune_variants(ScoresByBudget(), sweep, [base], Path('work'), runs,
+                                   save=lambda: None, log=lambda _: None)
+    assert sorted((r['variant'], r['split'], r['lr']) for r in runs) == [
+        ('base', 'val', 1e-2), ('scratch', 'val', 1e-2)]
+
+
 def test_choose_per_budget_reaches_the_sweep_from_the_command_line(monkeypatch, tmp_path):
     from tools import fcmae_levers
     sweeps = []

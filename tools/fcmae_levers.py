@@ -126,7 +126,8 @@ class Sweep:
     # Iterations of head-only training on a frozen backbone before the whole model trains
     # (LP-FT); with several, every init chooses on held-out (seed 0), after its lr and decay.
     frozen_iters: Sequence[int] = (0,)
-    # Learning rates tried on the held-out split for every init (empty: the two above).
+    # Learning rates tried on the held-out split for every init (empty: the two above; one
+    # value: every init takes it, no held-out runs).
     lr_grid: Sequence[float] = ()
     # Make the held-out choices (lr, layer decay, frozen iters) at every budget, each budget's val
     # runs using its own; otherwise they are made at the smallest budget and kept at the others.
@@ -403,7 +404,9 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
         decay = {name: sweep.layer_decays[0] if (name, arm, file) in decayed else 1.0
                  for name, arm, file in inits}
         frozen = {name: sweep.frozen_iters[0] for name, _, _ in inits}
-        if sweep.lr_grid:
+        if len(sweep.lr_grid) == 1:  # nothing to choose: every init takes it
+            lr = dict.fromkeys(lr, sweep.lr_grid[0])
+        elif sweep.lr_grid:
             choose(lr, 'lr', run([(init, 'heldout', budget, 0, x, decay[init[0]],
                                    frozen[init[0]]) for init in inits for x in sweep.lr_grid]))
         if len(sweep.layer_decays) > 1:
@@ -486,8 +489,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='fine-tune these variants beside scratch (default: the one with '
                         'the largest held-out probe gain)')
     parser.add_argument('--lr-grid', type=float, nargs='+',
-                        help='learning rates tried on held-out for every init (default: 5e-4 '
-                        'for scratch, 2e-3 for FCMAE, as the study chose)')
+                        help='learning rates tried on held-out for every init; one value is '
+                        'used by every init without held-out runs (default: 5e-4 for scratch, '
+                        '2e-3 for FCMAE, as the study chose)')
     parser.add_argument('--finetune-seeds', type=int, nargs='+',
                         help='seeds of the val fine-tuning runs (default 0 1)')
     parser.add_argument('--finetune-budgets', type=int, nargs='+',
