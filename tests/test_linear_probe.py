@@ -165,15 +165,23 @@ class ScoresByBudget:
                        miou=lr if budget == 4 else -lr)
 
 
+def fine_tune_base_beside_scratch(sweep):
+    """The fine-tuning records of ``fcmae_levers.finetune_variants`` for variant ``base`` and
+    scratch, the jobs scored by ``ScoresByBudget``."""
+    from tools import fcmae_levers
+    base = dict(name='base', scene='textured', arch='atto', use_grn=True)
+    runs = []
+    fcmae_levers.finetune_variants(ScoresByBudget(), sweep, [base], Path('work'), runs,
+                                   save=lambda: None, log=lambda _: None)
+    return runs
+
+
 @pytest.mark.parametrize('per_budget', [False, True])
 def test_held_out_choices_are_made_at_every_budget_only_when_asked(per_budget):
     from tools import fcmae_levers
     sweep = replace(fcmae_levers.QUICK, finetune_budgets=(8, 4), lr_grid=(1e-3, 1e-2),
                     finetune_variants=('base',), choose_per_budget=per_budget)
-    base = dict(name='base', scene='textured', arch='atto', use_grn=True)
-    runs = []
-    fcmae_levers.finetune_variants(ScoresByBudget(), sweep, [base], Path('work'), runs,
-                                   save=lambda: None, log=lambda _: None)
+    runs = fine_tune_base_beside_scratch(sweep)
     heldout = {(r['variant'], r['labeled_images'], r['lr']) for r in runs
                if r['split'] == 'heldout'}
     val = {(r['variant'], r['labeled_images']): r['lr'] for r in runs if r['split'] == 'val'}
@@ -189,10 +197,7 @@ def test_a_single_learning_rate_is_used_by_every_init_without_held_out_runs():
     from tools import fcmae_levers
     sweep = replace(fcmae_levers.QUICK, finetune_budgets=(4,), lr_grid=(1e-2,),
                     finetune_variants=('base',))
-    base = dict(name='base', scene='textured', arch='atto', use_grn=True)
-    runs = []
-    fcmae_levers.finetune_variants(ScoresByBudget(), sweep, [base], Path('work'), runs,
-                                   save=lambda: None, log=lambda _: None)
+    runs = fine_tune_base_beside_scratch(sweep)
     assert sorted((r['variant'], r['split'], r['lr']) for r in runs) == [
         ('base', 'val', 1e-2), ('scratch', 'val', 1e-2)]
 
