@@ -25,7 +25,7 @@ deps = read_module('cnxv2_dense/dependencies.py')
 lines = deps['requirement_lines']
 extras = {name: lines(table) for name, table in deps['EXTRAS'].items()}
 extras['all'] = extras['det'] + extras['seg']
-extras['tests'] = extras['all'] + extras['tests']  # the suite covers both toolboxes
+extras['tests'] = extras['all'] + extras['deploy'] + extras['tests']  # the suite covers all
 
 setup(
     name='cnxv2_dense',

@@ -41,6 +41,13 @@ EXTRAS: Dict[str, Dict[str, str]] = {
         'ftfy': '>=6.0',
         'regex': '>=2022.10.31',
     },
+    # tools/export.py and the ONNX Runtime backend of tools/test.py / infer.py
+    # (cnxv2_dense.deploy): opset 17 (LayerNormalization) needs onnx >= 1.12; RoiAlign's
+    # half_pixel mode (opset 16) runs from onnxruntime 1.11.
+    'deploy': {
+        'onnx': '>=1.14',
+        'onnxruntime': '>=1.16',
+    },
     'tests': {
         'pytest': '>=7.0',
         # Independent reference in the parity and checkpoint tests, through

@@ -1,3 +1,13 @@
+"""What the test modules share: the ``slow`` marker, paths, tiny models and data, and the
+helpers that run tools as a user would. No test module imports another; what two of them need
+lives here (``tests/distributed.py`` holds what the training processes of the multi-process
+tests load through ``custom_imports``).
+
+Every test module runs on its own (``pytest tests/test_x.py``); ``docs/testing.md`` says which
+command runs what.
+"""
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -8,12 +18,27 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.registry import init_default_scope
+from PIL import Image
+from torch.utils.data import Dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 # Small enough to build and run in milliseconds; four stages like every real arch.
 TINY_ARCH = dict(depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])
+DEMO_CONFIG = os.path.join(ROOT, 'configs', 'mask_rcnn_cnxv2_demo_shapes.py')
+PR_GET_PDEATHSIG = 2  # from <linux/prctl.h>
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here rather than in an ini file: works the same on pytest 7.0 (the lowest
+    # environment) and on the lock's pytest 8, and changes nothing else about the run.
+    config.addinivalue_line(
+        'markers', 'slow: runs tools in subprocesses, kills and resumes runs, starts distributed '
+        'runs or trains at demo scale (seconds to minutes each); deselect with -m "not slow"')
 
 
 def cpu_autocast_supports(dtype: torch.dtype) -> bool:
@@ -68,6 +93,89 @@ def assert_same_weights(resumed: dict, uninterrupted: dict) -> None:
     assert resumed.keys() == uninterrupted.keys()
     differ = [k for k in resumed if not torch.equal(resumed[k], uninterrupted[k])]
     assert not differ, f'{len(differ)} tensors differ, e.g. {differ[:3]}'
+
+
+def build_demo_detector(tmp_arch=TINY_ARCH):
+    """The demo config's Mask R-CNN with a tiny backbone, initialised (no pretrained file)."""
+    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg.model.backbone.arch = tmp_arch
+    cfg.model.neck.in_channels = tmp_arch['dims']
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def as_jpeg(png, jpeg, truncate: bool = False, trailer: bytes = b'', mode: str = 'RGB') -> None:
+    """Write the picture of ``png`` as a JPEG file: whole, cut short as an interrupted copy
+    leaves it (its header still reads), or with bytes appended after the image."""
+    Image.open(png).convert(mode).save(jpeg, quality=90)
+    data = jpeg.read_bytes()
+    if truncate:
+        data = data[:len(data) * 2 // 3]
+    jpeg.write_bytes(data + trailer)
+    with Image.open(jpeg) as image:
+        assert image.size == Image.open(png).size
+
+
+def processes() -> dict:
+    """pid -> (parent pid, state, start time) of every process, read from /proc."""
+    table = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f'/proc/{entry}/stat').read_text()
+        except OSError:  # ended while we looked
+            continue
+        fields = stat[stat.rindex(')') + 2:].split()  # after "pid (name) "
+        table[int(entry)] = (int(fields[1]), fields[0], fields[19])
+    return table
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f'/proc/{pid}/cmdline').read_bytes()
+    except OSError:
+        return b''
+
+
+def alive(pid: int, start_time: str) -> bool:
+    """The process is still running (not a zombie, and not a new process with a reused pid)."""
+    now = processes().get(pid)
+    return now is not None and now[1] != 'Z' and now[2] == start_time
+
+
+def parent_death_signal() -> int:
+    """The signal this process gets when its parent ends (0: none), asked with prctl (Linux)."""
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+    sig = ctypes.c_int(0)
+    assert libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0) == 0
+    return sig.value
+
+
+class ToyModel(BaseModel):
+    """One linear layer; its loss is the mean squared output (a Runner trains it in
+    milliseconds)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        out = self.linear(torch.stack(inputs))
+        return dict(loss=out.pow(2).mean()) if mode == 'loss' else out
+
+
+class ToyData(Dataset):
+    """Four items: ``inputs`` of item i is ``[i, i]``."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return dict(inputs=torch.full((2,), float(index)))
 
 
 @pytest.fixture(autouse=True)

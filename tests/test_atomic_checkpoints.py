@@ -12,17 +12,15 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
-from mmengine.model import BaseModel
 from mmengine.registry import HOOKS, METRICS, DefaultScope
 from mmengine.runner import Runner
-from torch.utils.data import Dataset
 
 from cnxv2_dense.engine import AtomicCheckpointHook, AtomicLocalBackend, use_atomic_checkpoints
 from cnxv2_dense.utils import allow_mmengine_checkpoints
 from cnxv2_dense.utils.atomic_file import (PARTIAL_SUFFIX, atomic_output, remove_partial_files,
                                            write_bytes_atomically)
 
-from .conftest import ROOT
+from .conftest import ROOT, ToyData, ToyModel
 
 # Writes the target slowly through atomic_output; says when half of it is on disk.
 SLOW_WRITER = """
@@ -73,24 +71,6 @@ def test_a_failed_write_keeps_the_old_file_and_cleans_up(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['last_checkpoint']
     write_bytes_atomically(b'x', tmp_path / 'new' / 'folder' / 'file')  # folders are created
     assert (tmp_path / 'new' / 'folder' / 'file').read_bytes() == b'x'
-
-
-class ToyModel(BaseModel):
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(2, 1)
-
-    def forward(self, inputs, data_samples=None, mode='tensor'):
-        out = self.linear(torch.stack(inputs))
-        return dict(loss=out.pow(2).mean()) if mode == 'loss' else out
-
-
-class ToyData(Dataset):
-    def __len__(self):
-        return 4
-
-    def __getitem__(self, index):
-        return dict(inputs=torch.full((2,), float(index)))
 
 
 def toy_runner(work_dir: Path, max_iters: int, resume: bool = False, **hook_args) -> Runner:

@@ -2,16 +2,23 @@
 
 Independent sources: timm, Hugging Face transformers and mmpretrain build their own models here,
 and their state dicts are what gets converted; outputs are then compared with theirs. The
-official dense layout has no installable reference, so the test writes it from our own weights
-(REFERENCES.md section 3). The MinkowskiEngine layout cannot be installed either (the patched
-fork no longer builds): the test writes random weights in the shapes MinkowskiEngine stores and
-runs them through its own small implementation of MinkowskiEngine's convolution (kernel offsets
-in MinkowskiEngine's order), never through the converter's rule, and compares the outputs.
+official code base has no installable package: its layouts are stated by a committed manifest,
+``tests/data/official_layouts.json`` (key -> shape for atto and tiny, written from the official
+model definitions of https://github.com/facebookresearch/ConvNeXt-V2; its ``source`` field names
+the files and commit), and where the official tensors go is checked against the official
+fine-tuning code's ``remap_checkpoint_keys`` (``utils.py`` of that repository), restated here
+element by element. The MinkowskiEngine layout cannot be installed either (the patched fork no
+longer builds): besides that remap rule, the test writes random weights in the shapes
+MinkowskiEngine stores and runs them through its own small implementation of MinkowskiEngine's
+convolution (kernel offsets in MinkowskiEngine's order), never through the converter's rule,
+and compares the outputs.
 """
 import argparse
 import hashlib
 import importlib.util
+import json
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
@@ -96,7 +103,95 @@ def log_records():
     logger.removeHandler(handler)
 
 
-# ---- writers of the layouts that have no installable reference (REFERENCES.md section 3) ----
+# ---------------------------------------- the official layouts, from the committed manifest
+OFFICIAL = json.loads((Path(__file__).parent / 'data' / 'official_layouts.json').read_text())
+# Manifest layout -> the format the converter must detect.
+OFFICIAL_FORMATS = {'finetuned': 'official-finetuned', 'fcmae_released': 'official-fcmae',
+                    'fcmae_model': 'official-sparse'}
+OFFICIAL_HEAD = ('norm.', 'head.')  # models/convnextv2.py: final norm and classifier
+
+
+def official_shapes(layout: str, arch: str) -> Dict[str, Tuple[int, ...]]:
+    """Key -> shape of one official layout for 'atto' or 'tiny', as the manifest states it."""
+    if layout == 'fcmae_released':  # stated as the fine-tuned layout minus some prefixes
+        spec = OFFICIAL['fcmae_released']
+        return {k: tuple(v) for k, v in OFFICIAL[spec['derived_from']][arch].items()
+                if not k.startswith(tuple(spec['without_prefixes']))}
+    return {k: tuple(v) for k, v in OFFICIAL[layout][arch].items()}
+
+
+def official_state(layout: str, arch: str, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Random float32 values under exactly the manifest's keys and shapes."""
+    generator = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(shape, generator=generator)
+            for k, shape in official_shapes(layout, arch).items()}
+
+
+def remap_regular_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """The official fine-tuning remap of a MinkowskiConvolution kernel, written per element.
+
+    utils.py ``remap_checkpoint_keys`` (facebookresearch/ConvNeXt-V2) turns ``kernel``
+    (k*k, in, out) into ``kernel.permute(2, 1, 0).reshape(out, in, k, k).transpose(3, 2)``: entry
+    ``[o, i, r, c]`` of that is ``kernel[c * k + r, i, o]``. Built here by indexing, not by the
+    permute / reshape / transpose chain the converter uses.
+    """
+    side = math.isqrt(kernel.shape[0])
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing='ij')
+    picked = kernel[cols * side + rows]  # (k, k, in, out): [r, c] holds kernel[c * k + r]
+    return picked.permute(3, 2, 0, 1)  # (out, in, k, k)
+
+
+def remap_depthwise_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """Same for a depthwise kernel (k*k, C): the remap's ``permute(1, 0).reshape(C, 1, k, k)
+    .transpose(3, 2)`` has entry ``[ch, 0, r, c] = kernel[c * k + r, ch]``."""
+    side = math.isqrt(kernel.shape[0])
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing='ij')
+    return kernel[cols * side + rows].permute(2, 0, 1).unsqueeze(1)  # (C, 1, k, k)
+
+
+# The transforms the manifest's finetune_remap names (utils.py remap_checkpoint_keys).
+FINETUNE_TRANSFORMS = {
+    'copy': lambda v: v,
+    'kernel_regular': remap_regular_kernel,
+    'kernel_depthwise': remap_depthwise_kernel,
+    'bias_flatten': lambda v: v.reshape(-1),
+    'grn_unsqueeze': lambda v: v.unsqueeze(0).unsqueeze(1),
+}
+
+
+def official_finetune_view(layout: str, arch: str,
+                           state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The dense official tensors ``state`` stands for, under the dense official names: an FCMAE
+    model's state as main_finetune.py --finetune loads it (the manifest's finetune_remap), the
+    dense layouts as they are; head and final norm left out (our backbone has neither)."""
+    if layout == 'fcmae_model':
+        remapped = {}
+        for key, (dense_key, transform) in OFFICIAL['finetune_remap'][arch].items():
+            if dense_key is not None:
+                remapped[dense_key] = FINETUNE_TRANSFORMS[transform](state[key])
+        state = remapped
+    return {k: v for k, v in state.items() if not k.startswith(OFFICIAL_HEAD)}
+
+
+def assert_holds_official_values(model: ConvNeXtV2, layout: str, arch: str,
+                                 state: Dict[str, torch.Tensor]) -> None:
+    """Every backbone tensor except the output norms comes from the official file, with the
+    official shape, where the official code's semantics put it: the dense official names are
+    ours, and an official GRN (1, 1, 1, C) gamma / beta scales channel c of an (N, H, W, C) map
+    (models/utils.py GRN), i.e. our (C,) entry c."""
+    official = official_finetune_view(layout, arch, state)
+    ours = {k: v for k, v in model.state_dict().items() if not OUTPUT_NORM.match(k)}
+    assert set(ours) == set(official)
+    for key, value in ours.items():
+        expected = official[key]
+        if key.endswith(('grn.gamma', 'grn.beta')):
+            assert expected.shape[:-1] == (1, 1, 1), key
+            expected = expected[0, 0, 0]
+        assert value.shape == expected.shape, key
+        assert torch.equal(value, expected), key
+
+
+# ------------------------------- the MinkowskiEngine layout and this project's own layouts
 DECODER_DIM = 16
 
 
@@ -109,23 +204,6 @@ def decoder_keys(encoder_dim: int) -> Dict[str, torch.Tensor]:
             'decoder.0.pwconv1.weight': torch.randn(4 * d, d),
             'decoder.0.grn.gamma': torch.randn(1, 1, 1, 4 * d),
             'pred.weight': torch.randn(3072, d, 1, 1), 'pred.bias': torch.randn(3072)}
-
-
-def to_official(state: Dict[str, torch.Tensor], finetuned: bool) -> Dict[str, torch.Tensor]:
-    """Official dense layout: our names, GRN (1, 1, 1, C), no output norms; norm + head if FT."""
-    out = {}
-    for key, value in state.items():
-        if OUTPUT_NORM.match(key):
-            continue
-        if key.endswith(('grn.gamma', 'grn.beta')):
-            value = value.reshape(1, 1, 1, -1)
-        out[key] = value.clone()
-    if finetuned:
-        out.update({'norm.weight': torch.randn(64), 'norm.bias': torch.randn(64),
-                    'head.weight': torch.randn(1000, 64), 'head.bias': torch.randn(1000)})
-    else:
-        out.update(decoder_keys(64))
-    return out
 
 
 def minkowski_state(depths: List[int], dims: List[int]) -> Dict[str, torch.Tensor]:
@@ -167,8 +245,9 @@ def minkowski_state(depths: List[int], dims: List[int]) -> Dict[str, torch.Tenso
 
 def minkowski_kernel_offsets(kernel_size: int) -> List[Tuple[int, int]]:
     """Offsets (dh, dw) of a 2-D hyper-cube kernel, in the order MinkowskiEngine indexes the
-    kernel's first axis (src/kernel_region.hpp: the region iterator advances the first spatial
-    coordinate fastest). An odd kernel is centred on the output site, an even one starts at it.
+    kernel's first axis (NVIDIA/MinkowskiEngine src/kernel_region.hpp: the region iterator
+    advances the first spatial coordinate fastest). An odd kernel is centred on the output site,
+    an even one starts at it.
     The first spatial coordinate is H: MinkowskiEngine's to_sparse orders a dense (N, C, H, W)
     tensor's coordinates as (batch, h, w), and .dense() maps them back the same way."""
     first = -(kernel_size // 2) if kernel_size % 2 else 0
@@ -256,13 +335,9 @@ def project_detector(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
-# Synthetic layouts: name -> (writer of the checkpoint object, expected format, whether
-# the source has our output norms norm{i}).
+# This project's own layouts: name -> (writer of the checkpoint object, expected format,
+# whether the source has our output norms norm{i}). The official ones come from the manifest.
 SYNTHETIC = {
-    'official-fcmae': (lambda s: {'model': to_official(s, finetuned=False)}, 'official-fcmae',
-                       False),
-    'official-finetuned': (lambda s: {'model': to_official(s, finetuned=True)},
-                           'official-finetuned', False),
     'cnxv2_dense-fcmae': (lambda s: {'state_dict': project_fcmae(s), 'meta': {'epoch': 1}},
                           'cnxv2_dense-fcmae', False),
     # The FCMAE tool's exported backbone: our keys without output norms, plus a meta block.
@@ -299,10 +374,8 @@ def test_synthetic_layouts_load_exactly(name, tmp_path, log_records):
                                                    if OUTPUT_NORM.match(k))
     assert sorted(report.missing_keys) == expected_missing
     assert_backbone_equal(model, source, with_norms=has_norms)
-    if name in ('official-fcmae', 'cnxv2_dense-fcmae'):
+    if name == 'cnxv2_dense-fcmae':
         assert {'mask_token', 'proj.weight', 'pred.weight'} <= set(report.dropped_keys)
-    if name == 'official-finetuned':
-        assert report.dropped_keys == ['head.bias', 'head.weight', 'norm.bias', 'norm.weight']
     if name == 'cnxv2_dense-model':
         assert 'neck.lateral_convs.0.conv.weight' in report.dropped_keys
     text = '\n'.join(r.getMessage() for r in log_records)
@@ -311,11 +384,76 @@ def test_synthetic_layouts_load_exactly(name, tmp_path, log_records):
         assert key in text
 
 
+# ------------------------------------------------------------------------- official layouts
+# (layout, arch, GRN shape): 'dense' keeps the manifest's; 'sparse' stores GRN as (1, C).
+OFFICIAL_CASES = [('finetuned', 'atto', 'dense'), ('finetuned', 'tiny', 'dense'),
+                  ('fcmae_released', 'atto', 'dense'), ('fcmae_released', 'tiny', 'dense'),
+                  # The published pt_only listings do not show the GRN shape (see the manifest's
+                  # grn_note): the sparse model's (1, C) must load as well.
+                  ('fcmae_released', 'atto', 'sparse'),
+                  ('fcmae_model', 'atto', 'dense'), ('fcmae_model', 'tiny', 'dense')]
+
+
+@pytest.mark.parametrize('layout,arch,grn', OFFICIAL_CASES)
+def test_official_layouts_load_every_backbone_tensor(layout, arch, grn, tmp_path, log_records):
+    state = official_state(layout, arch)
+    if grn == 'sparse':
+        state = {k: v.reshape(1, -1) if '.grn.' in k else v for k, v in state.items()}
+    path = tmp_path / 'official.pt'
+    torch.save({'model': state, 'epoch': 99}, path)  # utils.py save_model keeps it under 'model'
+    model = ConvNeXtV2(arch=arch)
+    report = load_pretrained_backbone(model, path)
+    assert report.source_format == OFFICIAL_FORMATS[layout]
+    assert report.unexpected_keys == []
+    output_norms = sorted(k for k in model.state_dict() if OUTPUT_NORM.match(k))
+    assert sorted(report.missing_keys) == output_norms  # the official files have none
+    assert report.num_loaded == len(model.state_dict()) - len(output_norms)
+    if layout == 'fcmae_model':  # what main_finetune.py deletes: decoder, mask token, proj, pred
+        dropped = [k for k, (dense_key, _) in OFFICIAL['finetune_remap'][arch].items()
+                   if dense_key is None]
+        assert {'mask_token', 'proj.weight', 'pred.weight', 'decoder.0.grn.gamma'} <= set(dropped)
+    else:
+        dropped = [k for k in state if k.startswith(OFFICIAL_HEAD)]
+    assert report.dropped_keys == sorted(dropped)
+    if grn == 'sparse':
+        state = {k: v.reshape(1, 1, 1, -1) if '.grn.' in k else v for k, v in state.items()}
+    assert_holds_official_values(model, layout, arch, state)
+    text = '\n'.join(r.getMessage() for r in log_records)
+    assert f'format: {OFFICIAL_FORMATS[layout]}' in text
+
+
+def test_manifest_agrees_with_the_published_sizes_and_the_official_remap():
+    # Official README.md (facebookresearch/ConvNeXt-V2) model table: ConvNeXt V2-A 3.7M and
+    # V2-T 28.6M parameters, counted with the 1k head.
+    for arch, millions in (('atto', 3.7), ('tiny', 28.6)):
+        total = sum(math.prod(shape) for shape in official_shapes('finetuned', arch).values())
+        assert round(total / 1e6, 1) == millions, arch
+        # main_finetune.py --finetune on an FCMAE model state gives exactly the fine-tuned
+        # layout without head and final norm (the fine-tuning model keeps its own head).
+        fcmae = {k: torch.empty(shape, device='meta')
+                 for k, shape in official_shapes('fcmae_model', arch).items()}
+        remapped = official_finetune_view('fcmae_model', arch, fcmae)
+        assert {k: tuple(v.shape) for k, v in remapped.items()} == {
+            k: v for k, v in official_shapes('fcmae_released', arch).items()}, arch
+
+
+@pytest.mark.parametrize('shape', [(49, 6), (4, 3, 5), (9, 2, 4)])
+def test_sparse_kernels_convert_as_the_official_finetune_remap_does(shape):
+    # An independent statement of where each sparse kernel entry goes: the official fine-tuning
+    # code's rule (remap_regular_kernel / remap_depthwise_kernel), not a reading of
+    # MinkowskiEngine's kernel enumeration.
+    kernel = torch.randn(shape)
+    expected = (remap_depthwise_kernel if len(shape) == 2 else remap_regular_kernel)(kernel)
+    assert torch.equal(sparse_kernel_to_dense(kernel), expected)
+
+
 def test_minkowski_kernel_rule_on_known_values():
-    # Depthwise (k*k=4, C=1) holding 0..3: (C, k*k) = [0,1,2,3] -> [[0,1],[2,3]] -> swapped.
+    # By the official remap (utils.py remap_checkpoint_keys), dense [.., r, c] = kernel[c*k + r]:
+    # a depthwise (k*k=4, C=1) kernel holding 0..3 gives [[0, 2], [1, 3]].
     depthwise = sparse_kernel_to_dense(torch.arange(4.).reshape(4, 1))
     assert depthwise.tolist() == [[[[0., 2.], [1., 3.]]]]
-    # Regular (k*k=4, in=1, out=2): output channel o holds kernel[:, 0, o].
+    # Regular (k*k=4, in=1, out=2) holding 0..7: dense[1, 0, r, c] = kernel[c*2 + r, 0, 1]
+    # = 2 * (c*2 + r) + 1.
     regular = sparse_kernel_to_dense(torch.arange(8.).reshape(4, 1, 2))
     assert regular.shape == (2, 1, 2, 2)
     assert regular[1, 0].tolist() == [[1., 5.], [3., 7.]]
@@ -324,7 +462,9 @@ def test_minkowski_kernel_rule_on_known_values():
 
 
 def test_minkowski_offsets_follow_minkowski_engine_order():
-    # First spatial axis fastest; odd kernels centred, even ones starting at the site.
+    # Pins this file's reading of MinkowskiEngine's kernel enumeration (minkowski_kernel_offsets,
+    # used by minkowski_conv below): first spatial axis fastest; odd kernels centred, even ones
+    # starting at the site. The converter is checked against the official remap above instead.
     assert minkowski_kernel_offsets(3)[:4] == [(-1, -1), (0, -1), (1, -1), (-1, 0)]
     assert minkowski_kernel_offsets(3)[4] == (0, 0)
     assert minkowski_kernel_offsets(2) == [(0, 0), (1, 0), (0, 1), (1, 1)]
@@ -469,6 +609,8 @@ def test_mmpretrain_classifier_checkpoint_matches(linear_pw_conv, tmp_path):
 def _all_sources() -> Dict[str, Dict[str, torch.Tensor]]:
     state = source_model().state_dict()
     sources = {name: _flat(writer(state)) for name, (writer, _, _) in SYNTHETIC.items()}
+    sources.update({f'official-{layout}': official_state(layout, 'atto')
+                    for layout in OFFICIAL_FORMATS})
     sources['timm'] = timm.create_model('convnextv2_atto', depths=TINY['depths'],
                                         dims=TINY['dims']).state_dict()
     return sources
@@ -499,8 +641,7 @@ def test_conversion_is_idempotent_and_pure():
 # ------------------------------------------------------------------------- error handling
 def test_wrong_arch_names_both_shapes_and_the_variant(tmp_path):
     path = tmp_path / 'atto.pth'
-    torch.save({'model': to_official(ConvNeXtV2(arch='atto').state_dict(), finetuned=True)},
-               path)
+    torch.save({'model': official_state('finetuned', 'atto')}, path)
     with pytest.raises(CheckpointShapeError) as err:
         loaded_model(path, arch='femto')
     message = str(err.value)
@@ -585,9 +726,9 @@ def test_unrecognised_layouts_and_bad_tensors_are_errors():
         convert_state_dict({'fc.weight': torch.zeros(2, 2)})
     with pytest.raises(CheckpointFormatError, match='extract_state_dict'):
         convert_state_dict({'state_dict': {'stages.0.0.dwconv.weight': torch.zeros(1)}})
-    state = to_official(ConvNeXtV2(arch=TINY).state_dict(), finetuned=False)
-    state['stages.0.0.grn.gamma'] = torch.zeros(2, 16)  # not a (1, ..., C) layout
-    with pytest.raises(CheckpointFormatError, match=r'stages\.0\.0\.grn\.gamma.*\(2, 16\)'):
+    state = official_state('fcmae_released', 'atto')
+    state['stages.0.0.grn.gamma'] = torch.zeros(2, 80)  # not a (1, ..., C) layout
+    with pytest.raises(CheckpointFormatError, match=r'stages\.0\.0\.grn\.gamma.*\(2, 80\)'):
         convert_state_dict(state)
 
 
@@ -648,9 +789,9 @@ def test_convert_tool_refuses_to_overwrite(tmp_path):
 
 def test_url_checkpoints_are_downloaded_once_then_read_safely(tmp_path, monkeypatch):
     # No network here: the download is a local copy, counted.
-    source = source_model()
+    state = official_state('fcmae_released', 'atto')
     served = tmp_path / 'served.pt'
-    torch.save({'model': to_official(source.state_dict(), finetuned=False)}, served)
+    torch.save({'model': state}, served)
     downloads = []
 
     def fake_download(url: str, dst: str, progress: bool = True) -> None:
@@ -661,7 +802,7 @@ def test_url_checkpoints_are_downloaded_once_then_read_safely(tmp_path, monkeypa
     monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
     url = 'https://example.org/convnextv2/pt_only/convnextv2_x_fcmae.pt'
     for _ in range(2):
-        model = loaded_model(url)
-        assert_backbone_equal(model, source, with_norms=False)
+        model = loaded_model(url, arch='atto')
+        assert_holds_official_values(model, 'fcmae_released', 'atto', state)
     assert downloads == [url]
     assert (tmp_path / 'hub' / 'checkpoints' / 'convnextv2_x_fcmae.pt').is_file()

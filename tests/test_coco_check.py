@@ -7,10 +7,10 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
+from cnxv2_dense.checks import check_coco_dataset, detection_data_problems
 from cnxv2_dense.datasets import CLASSES, SceneSpec, write_coco_shapes
-from cnxv2_dense.datasets.coco_check import check_coco_dataset, detection_data_problems
 
-from .conftest import ROOT
+from .conftest import ROOT, as_jpeg
 
 DEMO = f'{ROOT}/configs/mask_rcnn_cnxv2_demo_shapes.py'
 
@@ -117,18 +117,6 @@ def test_grayscale_and_rgba_images_pass(coco):
         Image.open(root / 'train' / name).convert(mode).save(root / 'train' / name)
     assert check(root, ann_file) == []
 
-
-
-def as_jpeg(png, jpeg, truncate: bool = False, trailer: bytes = b'', mode: str = 'RGB') -> None:
-    """Write the picture of ``png`` as a JPEG file: whole, cut short as an interrupted copy
-    leaves it (its header still reads), or with bytes appended after the image."""
-    Image.open(png).convert(mode).save(jpeg, quality=90)
-    data = jpeg.read_bytes()
-    if truncate:
-        data = data[:len(data) * 2 // 3]
-    jpeg.write_bytes(data + trailer)
-    with Image.open(jpeg) as image:
-        assert image.size == Image.open(png).size
 
 
 def test_a_truncated_jpeg_is_named(coco):

@@ -1,8 +1,6 @@
 """Dataloader workers ask for a parent-death signal and keep mmengine's seeding (the kill of a
 whole training run is in test_tools.py, of a distributed one in test_segmentation.py), and so do
 the processes torchrun starts; in epoch-based training workers seed each sample."""
-import ctypes
-import ctypes.util
 import multiprocessing
 import os
 import random
@@ -21,16 +19,7 @@ from cnxv2_dense.engine import EndWithParent, end_workers_with_parent
 from cnxv2_dense.engine.random_state_hook import SeedEachSample
 from cnxv2_dense.engine.workers import build_dataloaders_ending_with_parent
 
-from .conftest import ROOT
-
-PR_GET_PDEATHSIG = 2  # from <linux/prctl.h>
-
-
-def parent_death_signal() -> int:
-    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
-    sig = ctypes.c_int(0)
-    assert libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0) == 0
-    return sig.value
+from .conftest import ROOT, parent_death_signal
 
 
 class WorkerReport(Dataset):
@@ -70,7 +59,7 @@ def test_workers_get_the_signal_and_the_same_seeded_data():
 UNDER_TORCHRUN = """
 import os
 from cnxv2_dense.engine import end_with_launcher
-from tests.test_dataloader_workers import parent_death_signal
+from tests.conftest import parent_death_signal
 alone = end_with_launcher(), parent_death_signal()
 os.environ['TORCHELASTIC_RUN_ID'] = 'test'  # what torchrun sets in the processes it starts
 print(alone, (end_with_launcher(), parent_death_signal()))

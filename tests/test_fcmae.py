@@ -1,5 +1,6 @@
 """FCMAE pretraining: visible-only encoding, loss, masks, export to the backbone, data, tools."""
 import copy
+import hashlib
 import os
 import subprocess
 import sys
@@ -314,20 +315,27 @@ def test_patchify_unpatchify_and_reconstruct():
 
 
 # ----------------------------------------------------------------------- training
-def test_short_training_run_lowers_the_loss(tmp_path):
-    write_coco_shapes(tmp_path, num_train=16, num_val=0, spec=SceneSpec(image_size=64), seed=5)
+def test_short_training_run_lowers_the_loss_on_images_it_never_sees(tmp_path):
+    # Training images and held-out ones: the 'val' split is drawn from another seed (same scene
+    # distribution, other scenes) and the loop below only ever reads the 'train' split.
+    write_coco_shapes(tmp_path, num_train=16, num_val=8, spec=SceneSpec(image_size=64), seed=5)
     pipeline = [dict(type='cnxv2_dense.LoadImage'),
                 dict(type='cnxv2_dense.RandomResizedCrop', scale=64, crop_ratio_range=(0.5, 1.)),
                 dict(type='RandomFlip', prob=0.5, direction='horizontal'),
                 dict(type='cnxv2_dense.PackImageInputs')]
     dataset = DATASETS.build(dict(type='cnxv2_dense.ImageFolderDataset',
                                   data_root=str(tmp_path / 'train'), pipeline=pipeline))
-    assert len(dataset) == 16
+    held_out = DATASETS.build(dict(type='cnxv2_dense.ImageFolderDataset',
+                                   data_root=str(tmp_path / 'val'),
+                                   pipeline=[dict(type='cnxv2_dense.LoadImage'),
+                                             dict(type='cnxv2_dense.PackImageInputs')]))
+    assert len(dataset) == 16 and len(held_out) == 8
     model = tiny_fcmae(decoder_dim=64)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95),
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95),
                                   weight_decay=0.05)
     np.random.seed(0)
-    fixed = model.data_preprocessor(dict(inputs=[dataset[i]['inputs'] for i in range(8)]), False)
+    fixed = model.data_preprocessor(dict(inputs=[held_out[i]['inputs'] for i in range(8)]),
+                                    False)
     fixed_mask = model.gen_random_mask(fixed['inputs'], generator=torch.Generator().manual_seed(0))
 
     def held_out_loss() -> float:
@@ -337,15 +345,28 @@ def test_short_training_run_lowers_the_loss(tmp_path):
                                             model.forward_decoder(latent, fixed_mask), fixed_mask))
 
     before = held_out_loss()
-    for step in range(40):
-        batch = [dataset[(8 * step + i) % len(dataset)] for i in range(8)]
+    trained_on = set()
+    for step in range(100):
+        indices = [(8 * step + i) % len(dataset) for i in range(8)]
+        trained_on.update(dataset.get_data_info(i)['img_path'] for i in indices)
+        batch = [dataset[i] for i in indices]
         data = model.data_preprocessor(dict(inputs=[b['inputs'] for b in batch]), True)
         losses = model(**data, mode='loss')
         optimizer.zero_grad()
         losses['loss'].backward()
         optimizer.step()
     after = held_out_loss()
-    # measured: 1.00 -> 0.84 with the default norm_pix_loss (1.09 -> 0.73 on raw pixels)
+    # The held-out images are not among those trained on, neither as files nor as pixels.
+    held_out_paths = {held_out.get_data_info(i)['img_path'] for i in range(len(held_out))}
+    assert len(trained_on) == 16 and not trained_on & held_out_paths
+
+    def pixels(path: str) -> str:
+        return hashlib.sha256(np.asarray(Image.open(path)).tobytes()).hexdigest()
+    assert not {pixels(p) for p in trained_on} & {pixels(p) for p in held_out_paths}
+    # measured (default norm_pix_loss): 1.00 -> 0.77 on the held-out images, while 8 images of
+    # the training set go 1.00 -> 0.54. The earlier 40 steps at lr 2e-3 lowered the training
+    # images' loss (1.00 -> 0.90) but not the held-out one (1.00 -> 1.04). Generalising from 16
+    # images is seed-dependent: other (data, torch) seeds gave 0.80 (7, 1) and 0.96 (11, 2).
     assert after < 0.9 * before, (before, after)
 
 

@@ -1,11 +1,13 @@
 """Image files checked before they are trained or tested on: empty, foreign and truncated files
-(PNG, JPEG) are told from whole ones, including JPEGs whose header still reads."""
+(PNG, JPEG) are told from whole ones, including JPEGs whose header still reads; and inputs of
+images (tools/infer.py's image or folder, the FCMAE image folder) that hold none are named."""
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from cnxv2_dense.datasets import ImageFolderDataset
-from cnxv2_dense.datasets.image_check import UnusableImage, checked_image_size
+from cnxv2_dense.checks import (UnusableImage, checked_image_size, image_folder_problems,
+                                image_input_problems, images_in)
+from cnxv2_dense.datasets import IMG_EXTENSIONS, ImageFolderDataset
 
 
 @pytest.fixture
@@ -79,3 +81,53 @@ def test_fcmae_image_folder_skips_a_truncated_jpeg(photo, tmp_path):
     dataset = ImageFolderDataset(data_root=str(tmp_path), check_files=True)
     assert [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))] == [str(whole)]
     assert dataset.skipped_files == [str(photo)]
+
+
+def test_an_input_of_images_names_what_is_missing_and_each_unusable_image(photo, tmp_path):
+    """tools/infer.py's INPUT: nothing there, a folder without images, and every image that
+    cannot be used, each in one line."""
+    nothing = tmp_path / 'nothing'
+    assert images_in(nothing) == []
+    assert image_input_problems(nothing, []) == [
+        f'{nothing}: no image or folder there; give an image or a folder of images']
+    notes = tmp_path / 'notes'
+    notes.mkdir()
+    (notes / 'readme.txt').write_text('no images here')
+    assert images_in(notes) == []
+    assert image_input_problems(notes, []) == [
+        f'{notes}: no images (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp) under this folder '
+        '(searched recursively); give an image or a folder of images']
+
+    folder = tmp_path / 'photos'
+    (folder / 'more').mkdir(parents=True)
+    whole = folder / 'more' / 'WHOLE.JPG'  # suffixes match in any case
+    whole.write_bytes(photo.read_bytes())
+    truncated = folder / 'cut.jpg'
+    truncated.write_bytes(photo.read_bytes())
+    cut(truncated)
+    (folder / 'empty.png').write_bytes(b'')
+    (folder / 'labels.txt').write_text('not an image: not listed')
+    images = images_in(folder)
+    assert images == [truncated, folder / 'empty.png', whole]
+    problems = image_input_problems(folder, images)
+    assert len(problems) == 2
+    assert problems[0].startswith(f'{truncated}: a truncated JPEG')
+    assert problems[1].startswith(f'{folder / "empty.png"}: not a readable image')
+    assert all(p.endswith('; replace it, or move it out of the input') for p in problems)
+    assert images_in(whole) == [whole] and image_input_problems(whole, [whole]) == []
+
+
+def test_an_fcmae_image_folder_without_images_is_named(photo, tmp_path):
+    gone = tmp_path / 'gone'
+    assert image_folder_problems(str(gone), IMG_EXTENSIONS) == [
+        f'{gone}: not a folder; give the folder of the images to train on']
+    assert image_folder_problems(str(photo), IMG_EXTENSIONS) == [  # an image is no folder
+        f'{photo}: not a folder; give the folder of the images to train on']
+    folder = tmp_path / 'train'
+    (folder / 'class_a').mkdir(parents=True)
+    (folder / 'class_a' / 'list.txt').write_text('')
+    [problem] = image_folder_problems(str(folder), IMG_EXTENSIONS)
+    assert problem == (f'{folder}: no images ({", ".join(IMG_EXTENSIONS)}) under this folder '
+                       '(searched recursively); give the folder of the images to train on')
+    (folder / 'class_a' / 'x.PNG').write_bytes(b'')  # found; whether it reads is the dataset's
+    assert image_folder_problems(str(folder), IMG_EXTENSIONS) == []

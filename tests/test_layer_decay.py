@@ -16,8 +16,7 @@ from cnxv2_dense.models import ConvNeXtV2, get_layer_id
 from cnxv2_dense.models.layers import GRN
 from cnxv2_dense.optim import LayerDecayOptimWrapperConstructor
 
-from .conftest import TINY_ARCH
-from .test_mmdet_integration import DEMO_CONFIG, build_demo_detector
+from .conftest import DEMO_CONFIG, TINY_ARCH, build_demo_detector
 
 CONSTRUCTOR = 'cnxv2_dense.LayerDecayOptimWrapperConstructor'
 LR, WD = 0.1, 0.05
@@ -575,7 +574,7 @@ def test_mmseg_upernet_groups_and_train_steps(tmp_path):
 @pytest.mark.parametrize('paramwise_cfg,message', [
     (dict(decay_rate=0.9, decay_typ='layer_wise'),
      "Unknown paramwise_cfg key(s) ['decay_typ'] for LayerDecayOptimWrapperConstructor; valid "
-     "keys: ['decay_rate', 'decay_type', 'num_layers', 'custom_keys', 'bias_lr_mult', "
+     "keys: ['decay_rate', 'decay_type', 'num_layers', 'custom_keys_mode', 'custom_keys', 'bias_lr_mult', "
      "'norm_decay_mult', 'bias_decay_mult', 'dwconv_decay_mult', 'flat_decay_mult']"),
     (dict(decay_rate=0.9, dcn_offset_lr_mult=2.),
      "does not support paramwise_cfg ['dcn_offset_lr_mult']"),

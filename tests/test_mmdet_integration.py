@@ -1,16 +1,11 @@
 """The backbone inside mmdet / mmseg: registry lookups and a Mask R-CNN train / predict step."""
-import os
-
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from cnxv2_dense.models import ConvNeXtV2
 
-from .conftest import ROOT, TINY_ARCH
-
-DEMO_CONFIG = os.path.join(ROOT, 'configs', 'mask_rcnn_cnxv2_demo_shapes.py')
+from .conftest import TINY_ARCH, build_demo_detector
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
@@ -27,17 +22,6 @@ def test_does_not_clash_with_mmpretrain_style_names():
     from mmdet.registry import MODELS
     assert MODELS.get('cnxv2_dense.ConvNeXtV2') is ConvNeXtV2
     assert MODELS.get('ConvNeXtV2') is None
-
-
-def build_demo_detector(tmp_arch=TINY_ARCH):
-    cfg = Config.fromfile(DEMO_CONFIG)
-    cfg.model.backbone.arch = tmp_arch
-    cfg.model.neck.in_channels = tmp_arch['dims']
-    init_default_scope('mmdet')
-    from mmdet.registry import MODELS
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model
 
 
 def test_mask_rcnn_loss_and_predict_step():

@@ -14,8 +14,7 @@ from cnxv2_dense.engine import (AtomicCheckpointHook, AverageBuffersHook, Random
                                 get_random_states, set_random_states)
 from cnxv2_dense.utils import allow_mmengine_checkpoints
 
-from .conftest import ROOT
-from .test_atomic_checkpoints import ToyData, ToyModel
+from .conftest import ROOT, ToyData, ToyModel
 
 
 def draws() -> list:

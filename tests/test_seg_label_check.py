@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnxv2_dense.datasets.seg_label_check import check_label_map, check_label_maps
+from cnxv2_dense.checks import check_label_map, check_label_maps
 
 
 @pytest.fixture

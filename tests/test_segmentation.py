@@ -21,8 +21,8 @@ from PIL import Image
 from cnxv2_dense.datasets import PALETTE, SceneSpec, write_ade_shapes
 from cnxv2_dense.utils import allow_mmengine_checkpoints
 
-from .conftest import (ROOT, TINY_ARCH, assert_same_weights, final_weights,
-                       run_killed_after_first_checkpoint, run_tool)
+from .conftest import (ROOT, TINY_ARCH, alive, assert_same_weights, cmdline, final_weights,
+                       processes, run_killed_after_first_checkpoint, run_tool)
 from .distributed import (RECORD_EACH_PROCESS, assert_two_processes_agree_with_one,
                           free_port, recorded_buffers)
 
@@ -420,7 +420,7 @@ def test_test_tool_checks_the_test_set_first(tiny_seg_config, tmp_path):
 
 
 def test_heads_with_another_number_of_classes_are_named(tiny_seg_config):
-    from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems
+    from cnxv2_dense.checks import segmentation_data_problems
     config, _ = tiny_seg_config
     cfg = Config.fromfile(str(config))
     assert segmentation_data_problems(cfg) == []
@@ -526,7 +526,6 @@ def test_distributed_resume_gives_each_process_its_random_states(tiny_seg_config
 
 def process_tree(root: int) -> dict:
     """pid -> (parent pid, start time) of ``root`` and every live process below it."""
-    from .test_tools import processes
     table = processes()
     if root not in table:
         return {}
@@ -548,7 +547,6 @@ def test_a_killed_distributed_run_leaves_nothing_running(tiny_seg_config, tmp_pa
     or of one rank (the OOM killer picks the largest process) ends every process of the run:
     torchrun, both ranks and their dataloader workers. Ranks whose torchrun was killed used to
     train on, orphaned, with their workers."""
-    from .test_tools import alive, cmdline
     config, _ = tiny_seg_config
     proc = subprocess.Popen(
         ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(tmp_path / 'work'),

@@ -13,8 +13,8 @@ import pytest
 
 from cnxv2_dense.datasets import SceneSpec, write_coco_shapes
 
-from .conftest import (ROOT, assert_same_weights, final_weights, run_killed_after_first_checkpoint,
-                       run_tool)
+from .conftest import (ROOT, alive, as_jpeg, assert_same_weights, cmdline, final_weights,
+                       processes, run_killed_after_first_checkpoint, run_tool)
 
 PYTHON = sys.executable
 
@@ -86,20 +86,12 @@ def test_train_then_test_then_resume(tiny_detection_config, trained_work_dir, tm
     assert (work / 'epoch_2.pth').is_file()
 
 
-def test_distributed_launcher_on_cpu_with_gloo(tiny_detection_config, tmp_path):
-    config, _ = tiny_detection_config
-    work = tmp_path / 'dist'
-    out = run_tool(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work),
-               '--cfg-options', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
-               'train_cfg.val_interval=100'])
-    assert (work / 'epoch_1.pth').is_file()
-    assert 'Distributed training: True' in out and 'GPU number: 2' in out
-
-
 def test_two_processes_agree_with_one(tiny_detection_config, tmp_path):
     """Two processes (gloo, CPU) with half the batch each train Mask R-CNN as one process with
     the whole batch, from the same weights and data: the first iterations' losses and the
-    weights after them agree to float precision.
+    weights after them agree to float precision. This is also the test of tools/dist_train.sh on
+    a machine without GPUs: both ranks train (each records its losses), and rank 0's checkpoint
+    holds the weights of the one-process run.
 
     mmdet normalises the RPN and RoI losses by the anchors / RoIs / positive RoIs of each
     process's own half, and DDP averages the halves' gradients: equal to the whole batch's only
@@ -232,34 +224,6 @@ def test_pretrain_tool_refuses_a_work_dir_with_checkpoints(tmp_path):
         refuse_to_overwrite(pretrain_fcmae.build_pretrain_config(args), args.overwrite)
 
 
-def processes() -> dict:
-    """pid -> (parent pid, state, start time) of every process, read from /proc."""
-    table = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f'/proc/{entry}/stat').read_text()
-        except OSError:  # ended while we looked
-            continue
-        fields = stat[stat.rindex(')') + 2:].split()  # after "pid (name) "
-        table[int(entry)] = (int(fields[1]), fields[0], fields[19])
-    return table
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f'/proc/{pid}/cmdline').read_bytes()
-    except OSError:
-        return b''
-
-
-def alive(pid: int, start_time: str) -> bool:
-    """The process is still running (not a zombie, and not a new process with a reused pid)."""
-    now = processes().get(pid)
-    return now is not None and now[1] != 'Z' and now[2] == start_time
-
-
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc; prctl is Linux')
 def test_a_killed_run_leaves_no_dataloader_worker_behind(tiny_detection_config, tmp_path):
     """SIGKILL (the OOM killer, preemption) of the main process ends its dataloader workers
@@ -365,8 +329,6 @@ def test_test_and_infer_check_their_inputs_first(tiny_detection_config, tmp_path
     """tools/test.py checks its checkpoint and test set, tools/infer.py its checkpoint and input
     images, as train.py checks its data: each problem named, nothing built or written."""
     from tools import infer, test
-
-    from .test_coco_check import as_jpeg
     config, data = tiny_detection_config
     copy = tmp_path / 'data'
     shutil.copytree(data, copy)
@@ -400,3 +362,44 @@ def test_test_and_infer_check_their_inputs_first(tiny_detection_config, tmp_path
     assert f'{missing}: the checkpoint does not exist' in message
     assert f'{cut}: a truncated JPEG' in message and 'move it out of the input' in message
     assert not out_dir.exists()
+    # A config and an INPUT that are not there are named with the checkpoint, before the model
+    # is built (the config used to fail only then, INPUT with a bare FileNotFoundError).
+    no_config, no_input = tmp_path / 'no_config.py', tmp_path / 'no_images'
+    with pytest.raises(SystemExit) as stop:
+        infer.main([str(no_config), str(missing), str(no_input), '--out-dir', str(out_dir)])
+    message = str(stop.value.code)
+    assert '3 problem(s) in the inputs of tools/infer.py would stop or spoil inference' in message
+    assert f'{no_config}: the config does not exist; give the path of a config file' in message
+    assert f'{missing}: the checkpoint does not exist' in message
+    assert f'{no_input}: no image or folder there' in message
+    assert not out_dir.exists()
+
+
+def test_pretrain_tool_checks_its_inputs_first(tmp_path):
+    """tools/pretrain_fcmae.py names an image folder that is not there or holds no image, and a
+    checkpoint to resume or export that is not there, before it builds or writes anything."""
+    from tools import pretrain_fcmae
+    work, gone = tmp_path / 'work', tmp_path / 'gone.pth'
+    with pytest.raises(SystemExit) as stop:
+        pretrain_fcmae.main([str(tmp_path / 'no_folder'), '--work-dir', str(work),
+                             '--resume', str(gone), '--num-workers', '0'])
+    message = str(stop.value.code)
+    assert ('2 problem(s) in the inputs of tools/pretrain_fcmae.py would stop or spoil '
+            'pretraining') in message
+    assert f'{tmp_path / "no_folder"}: not a folder' in message
+    assert f'load_from: {gone} does not exist' in message
+    assert '(nothing was written)' in message
+    notes = tmp_path / 'notes'
+    notes.mkdir()
+    (notes / 'readme.txt').write_text('no images here')
+    with pytest.raises(SystemExit) as stop:
+        pretrain_fcmae.main([str(notes), '--work-dir', str(work), '--num-workers', '0'])
+    assert f'{notes}: no images (.jpg, .jpeg, .png' in str(stop.value.code)
+    assert not work.exists()
+    with pytest.raises(SystemExit) as stop:
+        pretrain_fcmae.main(['--export-only', str(gone), '--out', str(tmp_path / 'b.pth')])
+    message = str(stop.value.code)
+    assert '1 problem(s) in the inputs of tools/pretrain_fcmae.py would stop or spoil the export'\
+        in message
+    assert f'{gone}: the checkpoint does not exist' in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['notes']

@@ -1,14 +1,15 @@
 """Run a trained detector or segmentor on images and save pictures with the predictions drawn.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT [--out-dir vis] [--score-thr 0.3] [--device cpu]
+    python tools/infer.py CONFIG MODEL.onnx INPUT --backend onnxruntime   # an exported model
 
 INPUT is an image or a folder (searched recursively). Detection configs (default_scope mmdet)
 draw boxes and masks above ``--score-thr``; segmentation configs (mmseg) draw a colour-coded
 overlay. One PNG per image is written to ``--out-dir`` with the same relative path.
 
-Before the model is built, the checkpoint must exist and every input image must be usable (not
-empty, an image, not truncated); otherwise it stops naming each problem, so a folder is not left
-half-done at its first bad file.
+Before the model is built, the config and the checkpoint must exist, INPUT must hold images and
+every one of them must be usable (not empty, an image, not truncated); otherwise it stops naming
+each problem (:mod:`cnxv2_dense.checks`), so a folder is not left half-done at its first bad file.
 """
 import argparse
 import os.path as osp
@@ -21,52 +22,33 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import mmcv  # noqa: E402
 import torch  # noqa: E402
 
-from cnxv2_dense.datasets.image_check import UnusableImage, checked_image_size  # noqa: E402
-from cnxv2_dense.utils import (allow_mmengine_checkpoints, load_config,  # noqa: E402
-                               stop_on_input_problems)
-
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+from cnxv2_dense.checks import (image_input_problems, images_in, missing_file,  # noqa: E402
+                                stop_on_input_problems)
+from cnxv2_dense.utils import allow_mmengine_checkpoints, load_config  # noqa: E402
 
 
-def list_images(path: Path) -> List[Path]:
-    """The image itself, or every image under a folder, sorted."""
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f'No image or folder at {path}')
-    images = sorted(p for p in path.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise FileNotFoundError(f'No images ({", ".join(IMAGE_SUFFIXES)}) under {path}')
-    return images
+def build_predictor(config: str, checkpoint: str, device: str, backend: str = 'pytorch'):
+    """Return ``(predict(path) -> result, visualizer, scope)`` for the config's toolbox.
 
-
-def input_problems(checkpoint: str, images: List[Path]) -> List[str]:
-    """One line per problem of the inputs: a checkpoint that is not there, unusable images."""
-    problems = []
-    if '://' not in checkpoint and not osp.isfile(checkpoint):
-        problems.append(f'{checkpoint}: the checkpoint does not exist; give the path of a '
-                        'trained checkpoint (or a URL)')
-    for path in images:
-        try:
-            checked_image_size(str(path))
-        except UnusableImage as err:
-            problems.append(f'{path}: {err}; replace it, or move it out of the input')
-    return problems
-
-
-def build_predictor(config: str, checkpoint: str, device: str):
-    """Return ``(predict(path) -> result, visualizer, scope)`` for the config's toolbox."""
-    scope = load_config(config).get('default_scope', 'mmdet')  # checks the toolbox is there
+    ``backend='onnxruntime'``: ``checkpoint`` is an ``.onnx`` file from ``tools/export.py``, run
+    in ONNX Runtime behind the toolbox's own test pipeline (:mod:`cnxv2_dense.deploy.runtime`).
+    """
+    cfg = load_config(config)  # checks the toolbox is there
+    scope = cfg.get('default_scope', 'mmdet')
+    onnx_model = None
+    if backend == 'onnxruntime':
+        from cnxv2_dense.deploy.runtime import build_onnx_model
+        onnx_model = build_onnx_model(checkpoint, cfg)
     if scope == 'mmseg':
         from mmseg.apis import inference_model, init_model
         from mmseg.visualization import SegLocalVisualizer
-        model = init_model(config, checkpoint, device=device)
+        model = onnx_model or init_model(config, checkpoint, device=device)
         visualizer = SegLocalVisualizer(name='cnxv2_infer', alpha=0.5)
         predict = lambda image: inference_model(model, image)  # noqa: E731
     elif scope == 'mmdet':
         from mmdet.apis import inference_detector, init_detector
         from mmdet.visualization import DetLocalVisualizer
-        model = init_detector(config, checkpoint, device=device)
+        model = onnx_model or init_detector(config, checkpoint, device=device)
         visualizer = DetLocalVisualizer(name='cnxv2_infer')
         predict = lambda image: inference_detector(model, image)  # noqa: E731
     else:
@@ -85,14 +67,21 @@ def main(argv=None) -> List[Path]:
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detection score threshold for drawing')
     parser.add_argument('--device', default='cuda:0' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
+                        help='onnxruntime: CHECKPOINT is an .onnx file written by '
+                        'tools/export.py, run in ONNX Runtime (CPU)')
     args = parser.parse_args(argv)
 
     allow_mmengine_checkpoints()
     source = Path(args.input)
-    images = list_images(source)
-    stop_on_input_problems(input_problems(args.checkpoint, images), 'tools/infer.py',
-                           'inference', 'nothing was written')
-    predict, visualizer, scope = build_predictor(args.config, args.checkpoint, args.device)
+    images = images_in(source)
+    problems = (missing_file(args.config, 'config', 'give the path of a config file', urls=False)
+                + missing_file(args.checkpoint, 'checkpoint',
+                               'give the path of a trained checkpoint (or a URL)')
+                + image_input_problems(source, images))
+    stop_on_input_problems(problems, 'tools/infer.py', 'inference', 'nothing was written')
+    predict, visualizer, scope = build_predictor(args.config, args.checkpoint, args.device,
+                                                 args.backend)
     written = []
     for path in images:
         result = predict(str(path))

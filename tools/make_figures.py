@@ -11,7 +11,7 @@ Each picture comes from a real run of the repo's own configs; nothing is trained
   the run's ``vis_data/scalars.json``).
 - ``seg``: the segmentation demo (``python tools/demo.py --task seg``) -> ``seg_predictions.png``
   and ``seg_curves.png`` (loss and val mIoU / mAcc / aAcc).
-- ``fcmae``: the FCMAE study's pretrained model (``python tools/fcmae_study.py``) ->
+- ``fcmae``: the FCMAE study's pretrained model (``python experiments/fcmae_study/study.py``) ->
   ``fcmae_reconstructions.png``, ``tools/visualize_fcmae.py``'s panels for a few of the study's
   val images, one row each.
 
@@ -38,8 +38,9 @@ from tools.demo import TASKS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FCMAE_CHECKPOINT = 'work_dirs/fcmae_study/fcmae_backbone_fcmae.pth'
-FCMAE_COMMAND = 'python tools/fcmae_study.py'
-# The study's reconstructions in docs/fcmae.md use these settings (atto encoder, 128 px images).
+FCMAE_COMMAND = 'python experiments/fcmae_study/study.py'
+# The study's reconstructions (experiments/fcmae_study/results/reconstructions) use these
+# settings (atto encoder, 128 px images).
 FCMAE_ARCH = 'atto'
 FCMAE_IMAGE_SIZE = 128
 MAX_KB = 300

@@ -6,13 +6,15 @@
         [--out backbone.pth]
 
 The folder is searched recursively for common image types; files that cannot be read are
-reported once and skipped. The config is built from ``configs/_base_/fcmae_default.py`` (the
-official recipe: AdamW betas (0.9, 0.95), wd 0.05, lr ``--blr`` per 256 images scaled to the
-total batch, warmup then cosine, random resized crop (0.2, 1) + flip, mask ratio 0.6) and run by
-the mmengine Runner: progress with ETA in the log, checkpoints every ``--save-interval`` epochs,
-``--resume``, ``--overwrite``, ``--amp`` and ``--launcher pytorch`` work as in ``tools/train.py``
-(a work dir holding checkpoints of an earlier run is only trained in again with ``--resume`` or
-``--overwrite``).
+reported once and skipped. A folder that is not there or holds no image, and a ``--resume`` or
+``--export-only`` checkpoint that is not there, stop the tool before it builds or writes
+anything, naming each problem (:mod:`cnxv2_dense.checks`). The config is built from
+``configs/_base_/fcmae_default.py`` (the official recipe: AdamW betas (0.9, 0.95), wd 0.05, lr
+``--blr`` per 256 images scaled to the total batch, warmup then cosine, random resized crop
+(0.2, 1) + flip, mask ratio 0.6) and run by the mmengine Runner: progress with ETA in the log,
+checkpoints every ``--save-interval`` epochs, ``--resume``, ``--overwrite``, ``--amp`` and
+``--launcher pytorch`` work as in ``tools/train.py`` (a work dir holding checkpoints of an earlier
+run is only trained in again with ``--resume`` or ``--overwrite``).
 
 At the end ``WORK_DIR/backbone.pth`` holds ``{'state_dict': <ConvNeXtV2 keys>, 'meta': {...}}``:
 use it as ``backbone.init_cfg=dict(type='Pretrained', checkpoint='WORK_DIR/backbone.pth')`` in a
@@ -34,6 +36,9 @@ from mmengine.dist import is_main_process  # noqa: E402
 
 from cnxv2_dense.arch import ARCH_SETTINGS, TOTAL_STRIDE, parse_arch  # noqa: E402
 from cnxv2_dense.checkpoints import export_fcmae_backbone  # noqa: E402
+from cnxv2_dense.checks import (image_folder_problems, missing_checkpoint_files,  # noqa: E402
+                                missing_file, stop_on_input_problems)
+from cnxv2_dense.datasets import IMG_EXTENSIONS  # noqa: E402
 from cnxv2_dense.engine import build_runner, end_with_launcher  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
                                prepare_cpu_distributed, refuse_to_overwrite)
@@ -168,6 +173,28 @@ def build_pretrain_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def check_inputs(args: argparse.Namespace, cfg: Optional[Config] = None) -> None:
+    """Stop before anything is built on inputs that would stop the run later, naming each
+    problem: an image folder that is not there or holds no image (the dataset skips images that
+    cannot be read, so they are not opened here), a checkpoint to resume or export that is not
+    there.
+
+    Args:
+        args (argparse.Namespace): The parsed command line.
+        cfg (Config, optional): The pretraining config (None with ``--export-only``).
+    """
+    if cfg is None:
+        problems = missing_file(args.export_only, 'checkpoint', 'give an FCMAE checkpoint '
+                                'written by this tool or by tools/train.py', urls=False)
+    else:
+        dataset = cfg.train_dataloader.dataset
+        problems = (image_folder_problems(str(dataset.data_root),
+                                          dataset.get('extensions', IMG_EXTENSIONS))
+                    + missing_checkpoint_files(cfg))
+    stop_on_input_problems(problems, 'tools/pretrain_fcmae.py',
+                           'the export' if cfg is None else 'pretraining', 'nothing was written')
+
+
 def last_checkpoint(work_dir: str) -> Path:
     """The checkpoint the Runner wrote last (recorded in ``work_dir/last_checkpoint``)."""
     record = Path(work_dir) / 'last_checkpoint'
@@ -191,12 +218,14 @@ def main(argv: Optional[List[str]] = None) -> Optional[Path]:
     args = parse_args(argv)
     allow_mmengine_checkpoints()
     if args.export_only is not None:
+        check_inputs(args)
         out = args.out or osp.join(args.work_dir or osp.dirname(osp.abspath(args.export_only)),
                                    BACKBONE_FILE)
         return export(args.export_only, out)
 
     cfg = build_pretrain_config(args)
     refuse_to_overwrite(cfg, args.overwrite, 'tools/pretrain_fcmae.py')
+    check_inputs(args, cfg)
     prepare_cpu_distributed(cfg)
     runner = build_runner(cfg)
     try:

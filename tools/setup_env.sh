@@ -118,7 +118,10 @@ print(torch.__version__.replace("+", "_"), f"cp{sys.version_info[0]}{sys.version
 fi
 
 # --- 4. the rest of the stack, test tools and the package itself --------------------------------
-"${PIP[@]}" -r "$REQ_DIR/runtime.txt" -r "$REQ_DIR/tests.txt"
+DEPLOY=()
+# The [deploy] extra (onnx, onnxruntime): the export tests run in the main environment.
+[[ -f "$REQ_DIR/deploy.txt" ]] && DEPLOY=(-r "$REQ_DIR/deploy.txt")
+"${PIP[@]}" -r "$REQ_DIR/runtime.txt" -r "$REQ_DIR/tests.txt" "${DEPLOY[@]}"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
 "$PY" - <<'PYCHECK'

@@ -2,6 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir vis]
     python tools/test.py ADE20K_CONFIG CHECKPOINT --tta   # the config's multi-scale test
+    python tools/test.py CONFIG MODEL.onnx --backend onnxruntime   # an exported model
 
 Works for detection (mmdet) and segmentation (mmseg) configs alike; the config's
 ``default_scope`` decides.
@@ -15,12 +16,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 
-from cnxv2_dense.datasets.coco_check import detection_data_problems  # noqa: E402
-from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems  # noqa: E402
+from cnxv2_dense.checks import (detection_data_problems, missing_checkpoint_files,  # noqa: E402
+                                missing_file, segmentation_data_problems,
+                                stop_on_input_problems)
 from cnxv2_dense.engine import build_runner, end_with_launcher  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
-                               load_config, prepare_cpu_distributed, stop_on_input_problems)
-from cnxv2_dense.utils.config_check import missing_checkpoint_files  # noqa: E402
+                               load_config, prepare_cpu_distributed)
 
 TEST_LOADERS = ('test_dataloader',)
 
@@ -45,6 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--skip-data-check', action='store_true',
                         help='do not check the test data first (detection: COCO files, images '
                         'and classes; segmentation: every label map and image)')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
+                        help='onnxruntime: CHECKPOINT is an .onnx file written by '
+                        'tools/export.py, run in ONNX Runtime (CPU) behind the config\'s own '
+                        'test pipeline and evaluator')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -111,9 +116,33 @@ def _enable_tta(cfg: Config) -> None:
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
 
 
+def _use_onnxruntime(cfg: Config, args: argparse.Namespace) -> None:
+    """Test the exported model ``args.checkpoint`` (``.onnx``) in place of the PyTorch one."""
+    if args.tta:
+        raise SystemExit('error: --tta runs the PyTorch model\'s test-time augmentation; '
+                         'the onnxruntime backend tests without it')
+    problems = [] if args.checkpoint.endswith('.onnx') else [
+        f'{args.checkpoint}: --backend onnxruntime takes the .onnx file tools/export.py wrote']
+    problems += missing_file(args.checkpoint, 'ONNX model', 'export one with tools/export.py '
+                             'CONFIG CHECKPOINT --out DIR', urls=False)
+    if not problems:
+        problems += missing_file(osp.splitext(args.checkpoint)[0] + '.json', 'export metadata',
+                                 'keep the .json tools/export.py wrote beside the .onnx file',
+                                 urls=False)
+    stop_on_input_problems(problems, cfg.filename, 'testing', 'nothing was run')
+    from cnxv2_dense.deploy.runtime import dataset_meta_of, onnx_model_cfg
+    from cnxv2_dense.deploy.metadata import read_metadata
+    family = read_metadata(args.checkpoint)['family']
+    cfg.model = ConfigDict(onnx_model_cfg(args.checkpoint, family,
+                                          dataset_meta_of(args.checkpoint, cfg)))
+    cfg.load_from = None  # the weights are inside the .onnx file
+
+
 def build_test_config(args: argparse.Namespace) -> Config:
     cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
+    if args.backend == 'onnxruntime':
+        _use_onnxruntime(cfg, args)
     if args.tta:
         _enable_tta(cfg)
     if args.show or args.show_dir:

@@ -18,13 +18,11 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
-from cnxv2_dense.datasets.coco_check import detection_data_problems  # noqa: E402
-from cnxv2_dense.datasets.seg_label_check import segmentation_data_problems  # noqa: E402
+from cnxv2_dense.checks import (detection_data_problems, missing_checkpoint_files,  # noqa: E402
+                                segmentation_data_problems, stop_on_input_problems)
 from cnxv2_dense.engine import build_runner, end_with_launcher  # noqa: E402
 from cnxv2_dense.utils import (allow_mmengine_checkpoints, finish_distributed,  # noqa: E402
-                               load_config, prepare_cpu_distributed, refuse_to_overwrite,
-                               stop_on_input_problems)
-from cnxv2_dense.utils.config_check import missing_checkpoint_files  # noqa: E402
+                               load_config, prepare_cpu_distributed, refuse_to_overwrite)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

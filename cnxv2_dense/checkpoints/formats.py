@@ -8,7 +8,9 @@ state dict already in our layout comes back unchanged. Renaming is table driven 
 regex per parameter, as in timm's ``checkpoint_filter_fn``); every reshape is checked, and when
 the target model's shapes are given, the result is checked against them too.
 
-Supported layouts (see ``docs/checkpoints.md`` and ``shared/REFERENCES.md`` section 3):
+Supported layouts (see ``docs/checkpoints.md``; the official ones are defined by
+``models/convnextv2.py``, ``models/convnextv2_sparse.py``, ``models/fcmae.py`` and the
+fine-tuning remap ``remap_checkpoint_keys`` in ``utils.py`` of the official repository):
 
 - official ConvNeXt V2 (https://github.com/facebookresearch/ConvNeXt-V2) FCMAE pretrain-only and
   fine-tuned checkpoints, GRN stored as ``(1, 1, 1, C)``;

@@ -37,8 +37,8 @@ def list_images(root: Union[str, Path],
 def is_readable_image(path: str) -> bool:
     """Whether the file is a whole image: PIL identifies and verifies it (header and structure),
     and a JPEG is not cut short
-    (:func:`~cnxv2_dense.datasets.image_check.checked_image_size`)."""
-    from .image_check import UnusableImage, checked_image_size
+    (:func:`~cnxv2_dense.checks.checked_image_size`)."""
+    from ..checks.images import UnusableImage, checked_image_size
     try:
         checked_image_size(path)
         return True

@@ -12,7 +12,14 @@ this constructor turns those ids into optimizer parameter groups:
   why a plain "1-D only" rule decays them);
 - mmengine's ``paramwise_cfg`` keys (``bias_lr_mult``, ``bias_decay_mult``, ``norm_decay_mult``,
   ``dwconv_decay_mult``, ``flat_decay_mult``, ``custom_keys``) keep the meaning they have in
-  ``DefaultOptimWrapperConstructor``, and the lr decay scale multiplies the lr they give.
+  ``DefaultOptimWrapperConstructor``, and the lr decay scale multiplies the lr they give;
+- with ``custom_keys_mode='multiply'`` a ``custom_keys`` entry multiplies what those rules give
+  instead of replacing them: the Mask2Former and DINO bases of mmdet / mmseg set
+  ``'backbone': dict(lr_mult=0.1, decay_mult=1.0)`` next to ``norm_decay_mult=0``, and this keeps
+  both (backbone at a tenth of the lr, still no weight decay on its norms, GRN and biases);
+- a ``custom_keys`` entry that applies to no parameter of the model (a key written for another
+  backbone, e.g. Swin's ``relative_position_bias_table``) is an error naming it, not a silent
+  no-op.
 
 Usage (mmdet or mmseg config; see docs/layer_decay.md)::
 
@@ -41,7 +48,10 @@ from ..models.layers import GRN
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 # paramwise_cfg keys, in the order the error messages list them.
-LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers')
+LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'custom_keys_mode')
+# How a custom_keys entry combines with the bias / norm / dwconv / flat rules: 'replace' them
+# (mmengine's meaning, the default) or 'multiply' what they give.
+CUSTOM_KEYS_MODES = ('replace', 'multiply')
 # Weight-decay multipliers of DefaultOptimWrapperConstructor, by the kind of parameter they govern
 # (see weight_decay_kind), with this constructor's defaults: the recipe gives biases, norm / GRN
 # parameters and other 1-D parameters no weight decay unless asked for (mmengine's default is 1).
@@ -153,10 +163,15 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             - ``num_layers`` (int, optional): Id of the last backbone layer. Defaults to the
               backbone's own value (``ConvNeXtV2.num_layers``: 6 for a depth-9 third stage,
               12 for depth 27).
-            - ``custom_keys`` (dict): ``{substring: dict(lr_mult=..., decay_mult=...)}``; the
-              longest key contained in a parameter's full name (ties: alphabetical) sets its lr
-              to ``lr_mult`` times the base lr and its weight decay to ``decay_mult`` times the
-              base weight decay, and the rules below are skipped for it (mmengine's meaning).
+            - ``custom_keys`` (dict): ``{substring: dict(lr_mult=..., decay_mult=...)}``
+              (each field defaults to 1); the longest key contained in a parameter's full name
+              (ties: alphabetical) governs it. A key that governs no parameter of the model
+              (including frozen ones) is an error.
+            - ``custom_keys_mode`` (str): ``'replace'``: the key sets the lr to ``lr_mult``
+              times the base lr and the weight decay to ``decay_mult`` times the base weight
+              decay, and the rules below are skipped (mmengine's meaning). ``'multiply'``: the
+              rules below apply and the key's ``lr_mult`` / ``decay_mult`` multiply the lr /
+              weight decay they give. Defaults to ``'replace'``.
             - ``bias_lr_mult`` (float): lr multiplier of parameters named ``bias`` outside norm
               layers. Defaults to 1.
             - ``norm_decay_mult``, ``bias_decay_mult``, ``dwconv_decay_mult``,
@@ -206,6 +221,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self.bias_lr_mult = _check_number('paramwise_cfg.bias_lr_mult', cfg.get('bias_lr_mult', 1.),
                                           0.)
         self.custom_keys = self._parse_custom_keys(cfg.get('custom_keys', {}))
+        self.custom_keys_mode = cfg.get('custom_keys_mode', 'replace')
+        if self.custom_keys_mode not in CUSTOM_KEYS_MODES:
+            raise ValueError(f'paramwise_cfg.custom_keys_mode must be one of {CUSTOM_KEYS_MODES}, '
+                             f'got {self.custom_keys_mode!r}')
         if self.base_lr is None:
             raise ValueError(f'{name} needs optimizer.lr: the per-layer lrs are scaled from it')
         _check_number('optimizer.lr', self.base_lr, 0.)
@@ -234,20 +253,55 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                                 for field in CUSTOM_KEY_FIELDS)
         return parsed
 
+    def custom_key_of(self, param_name: str) -> Optional[str]:
+        """The ``custom_keys`` entry that governs a parameter: the longest key contained in its
+        full name (ties: alphabetical, as mmengine sorts them), or None."""
+        matches = [key for key in self.custom_keys if key in param_name]
+        return min(matches, key=lambda key: (-len(key), key)) if matches else None
+
     def param_mults(self, param_name: str, kind: str) -> Tuple[float, float]:
-        """``(lr_mult, decay_mult)`` of a parameter before the layer decay, as mmengine's
-        ``DefaultOptimWrapperConstructor`` would give them.
+        """``(lr_mult, decay_mult)`` of a parameter before the layer decay: mmengine's
+        ``DefaultOptimWrapperConstructor`` values in ``'replace'`` mode; in ``'multiply'`` mode
+        the rules' values times the governing custom key's.
 
         Args:
             param_name (str): Full parameter name.
             kind (str): Its :func:`weight_decay_kind`.
         """
-        matches = [key for key in self.custom_keys if key in param_name]
-        if matches:  # the longest key (ties: alphabetical) overrides every other rule
-            return self.custom_keys[min(matches, key=lambda key: (-len(key), key))]
         lr_mult = self.bias_lr_mult if param_name.rsplit('.', 1)[-1] == 'bias' and \
             kind != 'norm' else 1.
-        return lr_mult, self.decay_mults[kind]
+        decay_mult = self.decay_mults[kind]
+        key = self.custom_key_of(param_name)
+        if key is None:
+            return lr_mult, decay_mult
+        key_lr_mult, key_decay_mult = self.custom_keys[key]
+        if self.custom_keys_mode == 'replace':  # the key overrides every other rule
+            return key_lr_mult, key_decay_mult
+        return lr_mult * key_lr_mult, decay_mult * key_decay_mult
+
+    def _check_custom_keys_apply(self, model: nn.Module) -> None:
+        """Raise a ValueError naming each ``custom_keys`` entry that governs no parameter of
+        ``model`` (frozen ones included): it would otherwise be dropped without a word."""
+        if not self.custom_keys:
+            return
+        names = [name for name, _ in model.named_parameters(remove_duplicate=False)]
+        governing = {self.custom_key_of(name) for name in names}
+        unused = sorted(set(self.custom_keys) - governing)
+        if not unused:
+            return
+        reasons = []
+        for key in unused:
+            matched = [name for name in names if key in name]
+            if matched:
+                reasons.append(f'{key!r}: every parameter it matches (e.g. {matched[0]}) is '
+                               f'governed by the longer key {self.custom_key_of(matched[0])!r}')
+            else:
+                reasons.append(f'{key!r}: no parameter name contains it')
+        raise ValueError(
+            f'paramwise_cfg.custom_keys {unused} apply to no parameter of this '
+            f'{type(model).__name__} ({"; ".join(reasons)}). A key written for another backbone '
+            "(e.g. Swin's 'relative_position_bias_table') does nothing here: remove it, or replace "
+            'the inherited dict with custom_keys=dict(_delete_=True, ...), or correct the name.')
 
     @staticmethod
     def _find_backbone(model: nn.Module) -> nn.Module:
@@ -318,6 +372,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         if is_model_wrapper(module):
             module = module.module
         backbone = self._find_backbone(module)
+        self._check_custom_keys_apply(module)
         backbone_ids, max_id = self._backbone_layer_ids(backbone)
         num_layers = max_id - 1
         self._warn_if_layers_merge(backbone, num_layers)
@@ -350,8 +405,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                                        lr_scale=lr_scale)
                 groups[key]['params'].append(param)
                 groups[key]['param_names'].append(shown)
+                custom_key = self.custom_key_of(name)
+                rule = kind if custom_key is None else f'{kind}, custom key {custom_key!r}'
                 details.append(f'{shown}: layer_id={layer_id} lr_scale={lr_scale:.6g} '
-                               f'weight_decay={weight_decay:g} ({kind})')
+                               f'weight_decay={weight_decay:g} ({rule})')
 
         ordered = [groups[key] for key in sorted(groups)]
         params.extend(ordered)
@@ -378,7 +435,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             f'{type(self).__name__}: {self.decay_type} decay_rate={self.decay_rate:g}, '
             f'num_layers={num_layers} ({source}, {type(backbone).__name__}), '
             f'base lr={self.base_lr:g}, base weight_decay={self.base_wd:g}, '
-            f'{len(groups)} groups, {num_frozen} frozen parameters left out',
+            f'{len(groups)} groups, {num_frozen} frozen parameters left out'
+            + (f', custom_keys ({self.custom_keys_mode}): {sorted(self.custom_keys)}'
+               if self.custom_keys else ''),
             f'{"layer_id":>8} {"lr_scale":>10} {"lr":>11} {"weight_decay":>12} '
             f'{"params":>6} {"numel":>10}',
         ]

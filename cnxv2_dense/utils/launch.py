@@ -1,8 +1,8 @@
-"""Small pieces shared by tools/train.py and tools/test.py."""
+"""Small pieces shared by the tools: loading a config, distributed runs on the CPU."""
 import gc
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -74,24 +74,3 @@ def finish_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         dist.destroy_process_group()
-
-
-def stop_on_input_problems(problems: List[str], source: str, spoiled: str, skip: str,
-                           max_shown: int = 20) -> None:
-    """Stop the tool (``SystemExit``) listing ``problems``, one per line; do nothing without any.
-
-    Args:
-        problems (list[str]): One line per problem, naming the file or key, the problem and the
-            fix.
-        source (str): What holds the inputs, e.g. the config file.
-        spoiled (str): What they would stop or spoil, e.g. ``'training'``.
-        skip (str): How to go on without the check, e.g. ``'--skip-data-check trains without
-            this check'``.
-        max_shown (int): Problems listed; the rest are counted. Defaults to 20.
-    """
-    if not problems:
-        return
-    shown = '\n  '.join(problems[:max_shown])
-    more = f'\n  ... and {len(problems) - max_shown} more' if len(problems) > max_shown else ''
-    raise SystemExit(f'error: {len(problems)} problem(s) in the inputs of {source} would stop or '
-                     f'spoil {spoiled}:\n  {shown}{more}\n({skip})')

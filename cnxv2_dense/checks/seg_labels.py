@@ -13,8 +13,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from .coco_check import TRAIN_LOADERS
-from .image_check import UnusableImage, checked_image_size
+from .coco import TRAIN_LOADERS
+from .images import UnusableImage, checked_image_size
 
 # PIL modes whose pixel values are class indices (mmseg reads maps with Pillow, unchanged).
 INDEX_MODES = ('L', 'P')

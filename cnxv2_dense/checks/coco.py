@@ -12,9 +12,9 @@ index error in the loss).
 import json
 import os.path as osp
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Sequence
 
-from .image_check import UnusableImage, checked_image_size
+from .images import image_problem
 
 # Dataset wrappers (RepeatDataset, ConcatDataset, MultiImageMixDataset, ...) hold the dataset
 # under one of these keys.
@@ -96,27 +96,6 @@ def check_coco_dataset(ann_file: str, image_dir: str, classes: Sequence[str], wh
                         f'in {image_dir}: {missing[:max_listed]}'
                         f'{" ..." if len(missing) > max_listed else ""}')
     return problems + _image_problems(ann_file, image_dir, data['images'], max_listed)
-
-
-def image_problem(path: str, size: Optional[Sequence[int]] = None,
-                  fix: str = 'replace the file, or leave it out of the dataset') -> Optional[str]:
-    """Why ``path`` is no usable image (empty, not an image, a truncated PNG or JPEG), or has not
-    the recorded ``(width, height)``; None when it is fine (see
-    :func:`~cnxv2_dense.datasets.image_check.checked_image_size`).
-
-    Args:
-        path (str): The image file.
-        size (Sequence[int], optional): The ``(width, height)`` it must have. Defaults to None.
-        fix (str): What to do about an unusable file, appended to its problem.
-    """
-    try:
-        actual = checked_image_size(path)
-    except UnusableImage as err:
-        return f'{path}: {err}; {fix}'
-    if size is not None and tuple(actual) != tuple(size):
-        return (f'{path}: {actual[0]}x{actual[1]} pixels, but the annotation file records '
-                f'{size[0]}x{size[1]}; fix width / height there (masks are drawn at that size)')
-    return None
 
 
 def _image_problems(ann_file: str, image_dir: str, images: List[dict],

@@ -1,9 +1,9 @@
 """What does FCMAE pretraining learn at CPU scale, and which lever moves it? One command.
 
-    python tools/fcmae_levers.py            # the full sweep (about 70 min on 2 CPU cores)
-    python tools/fcmae_levers.py --quick    # a one-minute smoke run of the same code path
+    python experiments/fcmae_study/levers.py          # the full sweep (about 70 min, 2 cores)
+    python experiments/fcmae_study/levers.py --quick  # a one-minute smoke run of the same code
 
-The FCMAE study (``tools/fcmae_study.py``) fine-tunes UperNet, which takes 6-13 min per run, so
+The FCMAE study (``study.py`` beside this file) fine-tunes UperNet, which takes 6-13 min per run, so
 it can afford a handful of pretrainings. This sweep measures each pretraining with the frozen
 linear probe of ``cnxv2_dense.analysis.linear_probe`` instead (seconds per checkpoint) and so
 covers the levers the study could not:
@@ -37,26 +37,28 @@ Writes ``OUT/results.json`` (the command, probe records, fine-tuning records, pe
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 import os.path as osp
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # the checkout
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
 
 from cnxv2_dense.analysis import LinearProbe, dense_features  # noqa: E402
 from cnxv2_dense.models import ConvNeXtV2  # noqa: E402
 from cnxv2_dense.utils.atomic_file import atomic_output  # noqa: E402
-from tools import fcmae_study  # noqa: E402
-from tools.fcmae_study import (CLASS_WEIGHT, NUM_CLASSES, SPLIT_SEEDS, Split, Study,  # noqa: E402
-                               labeled_subset, normalise, render_split, run_cell, scene)
+from experiments.fcmae_study import training  # noqa: E402
+from experiments.fcmae_study.common import (FinetuneJob, choose_on_heldout,  # noqa: E402
+                                            command_line, run_finetune_job, save_splits,
+                                            worker_pool, worker_splits, write_results)
+from experiments.fcmae_study.training import (CLASS_WEIGHT, NUM_CLASSES, SPLIT_SEEDS,  # noqa: E402
+                                              Record, Split, Study, normalise, render_split,
+                                              scene)
 
 # Scenes the sweep renders. 'textured' is the study's; 'large_flat' has flat-coloured shapes
 # (no textures) with twice the radius, so most shapes span several 32 px mask patches.
@@ -86,7 +88,7 @@ VARIANTS: List[Variant] = [
     Variant('large_flat', scene='large_flat'),
     Variant('grid_8x8', image_scale=2),
     # The three levers with the largest held-out probe gains in the default sweep
-    # (docs/fcmae_study/probe), together: 4x the length, 4x the lr, mask ratio 0.75.
+    # (results/probe), together: 4x the length, 4x the lr, mask ratio 0.75.
     Variant('combined', dict(pretrain_epochs=24, pretrain_blr=6e-3, mask_ratio=0.75)),
     # 'combined' at twice the length (2976 steps): does the fine-tuning gain grow with it?
     Variant('combined_long', dict(pretrain_epochs=48, pretrain_blr=6e-3, mask_ratio=0.75)),
@@ -113,7 +115,7 @@ class Sweep:
     finetune_budgets: Sequence[int] = (100,)
     finetune_seeds: Sequence[int] = (0, 1)
     finetune_iters: int = 1600
-    # Chosen on the held-out split by the study's lever run (docs/fcmae_study/levers).
+    # Chosen on the held-out split by the study's lever run (results/levers).
     scratch_lr: float = 5e-4
     fcmae_lr: float = 2e-3
     # Stage-wise layer decay of the pretrained backbone; with several, each is tried on the
@@ -153,7 +155,7 @@ def arch_of(variant: Variant) -> str:
 
 
 def study_for(sweep: Sweep, variant: Variant, quick: bool) -> Study:
-    base = fcmae_study.QUICK if quick else Study()
+    base = training.QUICK if quick else Study()
     study = replace(base, pool=sweep.pool, pretrain_epochs=sweep.pretrain_epochs,
                     finetune_iters=sweep.finetune_iters, **SCENES[variant.scene])
     return replace(study, **variant.overrides)
@@ -175,17 +177,6 @@ def probe_backbone(backbone_file: Optional[Path], use_grn: bool, data: Dict[str,
     return {split: asdict(probe.score(dense_features(backbone, normalise(data[split].images)),
                                       data[split].labels))
             for split in ('heldout', 'val')}
-
-
-# Splits per scene, loaded once by each worker process.
-_DATA: Dict[str, Dict[str, Split]] = {}
-
-
-def _init_worker(data_file: str, threads: int) -> None:
-    torch.set_num_threads(threads)
-    MMLogger.get_instance('fcmae_levers', log_level='WARNING')
-    for scene_name, splits in torch.load(data_file).items():
-        _DATA[scene_name] = {name: Split(*pair) for name, pair in splits.items()}
 
 
 def upsample(split: Split, factor: int) -> Split:
@@ -224,15 +215,30 @@ def reusable_pretraining(backbone_file: Path, settings: dict) -> Optional[dict]:
     return recorded['pretraining'] if recorded.get('settings') == settings else None
 
 
-def _probe_job(job: tuple) -> dict:
-    name, scene_name, use_grn, image_scale, arch, study, sweep, work_dir = job
-    data = {k: upsample(v, image_scale) for k, v in _DATA[scene_name].items()}
+@dataclass
+class ProbeJob:
+    """Pretrain variant ``name`` with ``study`` (None: a random init, nothing to pretrain), then
+    probe its encoder on ``scene``'s splits upsampled ``image_scale`` times."""
+    name: str
+    scene: str
+    use_grn: bool
+    image_scale: int
+    arch: str
+    study: Optional[Study]
+    sweep: Sweep
+    work_dir: str
+
+
+def _probe_job(job: ProbeJob) -> dict:
+    name, scene_name, use_grn, image_scale = job.name, job.scene, job.use_grn, job.image_scale
+    study, sweep = job.study, job.sweep
+    data = {k: upsample(v, image_scale) for k, v in worker_splits(scene_name).items()}
     start = time.time()
     record = dict(name=name, scene=scene_name, use_grn=use_grn, image_scale=image_scale,
-                  arch=arch)
+                  arch=job.arch)
     backbone_file = None
     if study is not None:  # pretrain first (or reuse a checkpoint made with the same settings)
-        backbone_file = Path(work_dir) / f'{name}_backbone.pth'
+        backbone_file = Path(job.work_dir) / f'{name}_backbone.pth'
         settings = pretraining_settings(study, scene_name, use_grn, image_scale)
         reused = sweep.reuse_pretrained and reusable_pretraining(backbone_file, settings)
         if reused:
@@ -244,7 +250,7 @@ def _probe_job(job: tuple) -> dict:
             # is pretrained again), never a checkpoint beside another one's record.
             record_file = backbone_file.with_suffix('.json')
             record_file.unlink(missing_ok=True)
-            record['pretraining'] = fcmae_study.pretrain(
+            record['pretraining'] = training.pretrain(
                 data['pool'], use_grn, study, seed=0, out_file=backbone_file,
                 log=lambda msg: print(f'[{name}] {msg}', flush=True))
             with atomic_output(record_file) as tmp:
@@ -252,23 +258,35 @@ def _probe_job(job: tuple) -> dict:
                                                pretraining=record['pretraining']), indent=1) + '\n')
         record['reused_pretraining'] = bool(reused)
         record['study'] = asdict(study)
-    record.update(probe_backbone(backbone_file, use_grn, data, sweep, arch))
+    record.update(probe_backbone(backbone_file, use_grn, data, sweep, job.arch))
     record['seconds'] = round(time.time() - start, 1)
     return record
 
 
-def _finetune_job(job: tuple) -> dict:
-    (variant, arm, scene_name, arch, backbone_file, lr, seed, layer_decay, frozen_iters, split,
-     budget, sweep) = job
-    data = _DATA[scene_name]
+class Init(NamedTuple):
+    """One init of the fine-tuning: scratch or a pretrained variant."""
+    name: str  # 'scratch' or the variant's name
+    arm: str  # its ``training.ARMS`` entry
+    backbone: Optional[str]  # the pretrained backbone file (None for scratch)
+
+
+def finetune_job(sweep: Sweep, init: Init, scene_name: str, arch: str, split: str, budget: int,
+                 seed: int, lr: float, layer_decay: float, frozen_iters: int) -> FinetuneJob:
+    """The fine-tuning run of ``init``: the full study's fine-tuning settings with the sweep's
+    iterations and this run's ``arch``, layer decay (of scratch's backbone too, for scratch) and
+    head-only iterations."""
     study = replace(Study(), arch=arch, finetune_iters=sweep.finetune_iters,
                     layer_decay=layer_decay, frozen_backbone_iters=frozen_iters,
-                    scratch_layer_decay=layer_decay if arm == 'scratch' else 1.0)
-    backbones = {arm: Path(backbone_file)} if backbone_file else {}
-    rec = run_cell(arm, labeled_subset(data['pool'], budget, seed), data[split],
-                   lr, study, seed, backbones, split)
-    return dict(asdict(rec), scene=scene_name, arch=arch, backbone=backbone_file,
-                layer_decay=layer_decay, frozen_iters=frozen_iters, variant=variant)
+                    scratch_layer_decay=layer_decay if init.arm == 'scratch' else 1.0)
+    return FinetuneJob(init.arm, budget, seed, lr, split, study, scene_name, init.backbone,
+                       variant=init.name)
+
+
+def finetune_record(job: FinetuneJob, rec: Record) -> dict:
+    """The results.json record of ``job``'s run."""
+    return dict(asdict(rec), scene=job.scene, arch=job.study.arch, backbone=job.backbone,
+                layer_decay=job.study.layer_decay, frozen_iters=job.study.frozen_backbone_iters,
+                variant=job.variant)
 
 
 def random_name(scene_name: str, use_grn: bool, image_scale: int = 1, arch: str = 'atto') -> str:
@@ -279,7 +297,6 @@ def random_name(scene_name: str, use_grn: bool, image_scale: int = 1, arch: str 
 
 def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: bool = False,
               log=print) -> dict:
-    import multiprocessing
     variants = [v for v in VARIANTS if v.name in sweep.variants]
     unknown = sorted(set(sweep.variants) - {v.name for v in VARIANTS})
     if unknown:
@@ -299,34 +316,35 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
     work_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     scenes = sorted({v.scene for v in variants})
-    data = {}
+    splits = {}
     for scene_name in scenes:
         spec = scene(replace(Study(), **SCENES[scene_name]))
-        data[scene_name] = {}
-        for name, count in (('pool', sweep.pool), ('heldout', sweep.heldout), ('val', sweep.val)):
-            split = render_split(count, SPLIT_SEEDS[name], spec)
-            data[scene_name][name] = (split.images, split.labels)
-    data_file = work_dir / 'splits.pt'
-    torch.save(data, data_file)
-    del data
+        splits[scene_name] = {name: render_split(count, SPLIT_SEEDS[name], spec)
+                              for name, count in (('pool', sweep.pool), ('heldout', sweep.heldout),
+                                                  ('val', sweep.val))}
+    data_file = save_splits(splits, work_dir / 'splits.pt')
+    del splits
     log(f'rendered scenes {scenes} ({time.time() - t0:.0f} s)')
     # Longest pretraining first, so the two workers finish together.
-    jobs = sorted(((v.name, v.scene, v.use_grn, v.image_scale, arch_of(v),
-                    study_for(sweep, v, quick), sweep, str(work_dir)) for v in variants),
-                  key=lambda job: -job[5].pretrain_epochs * job[3] ** 2 * (2 - job[5].mask_ratio))
+    jobs = sorted((ProbeJob(v.name, v.scene, v.use_grn, v.image_scale, arch_of(v),
+                            study_for(sweep, v, quick), sweep, str(work_dir)) for v in variants),
+                  key=lambda job: -job.study.pretrain_epochs * job.image_scale ** 2
+                  * (2 - job.study.mask_ratio))
     randoms = sorted({(v.scene, v.use_grn, v.image_scale, arch_of(v)) for v in variants})
-    jobs += [(random_name(*r), *r, None, sweep, str(work_dir)) for r in randoms]
-    workers = multiprocessing.get_context('spawn').Pool(
-        sweep.workers, initializer=_init_worker,
-        initargs=(str(data_file), max(1, (os.cpu_count() or 1) // sweep.workers)))
+    jobs += [ProbeJob(random_name(*r), *r, None, sweep, str(work_dir)) for r in randoms]
     probes: List[dict] = []
     finetunes: List[dict] = []
-    try:
+
+    def save() -> dict:
+        return write_sweep_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+
+    with worker_pool(data_file, sweep.workers,
+                     threads=max(1, (os.cpu_count() or 1) // sweep.workers)) as workers:
         for record in workers.imap_unordered(_probe_job, jobs):
             probes.append(record)
             log(f"probe {record['name']}: held-out {record['heldout']['miou']:.1f}, "
                 f"val {record['val']['miou']:.1f} mIoU ({record['seconds']:.0f} s)")
-            write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+            save()
         by_name = {r['name']: r for r in probes}
         for record in probes:
             if record['name'] in {v.name for v in variants}:
@@ -334,21 +352,16 @@ def run_sweep(sweep: Sweep, out_dir: Path, work_dir: Path, command: str, quick: 
                                            record['image_scale'], record['arch'])]
                 record['gain'] = {split: record[split]['miou'] - base[split]['miou']
                                   for split in ('heldout', 'val')}
-        write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+        save()
         # Fine-tuning runs at the study's image size, so upsampled variants take no part.
         candidates = [by_name[name] for name in finetunable]
         if sweep.finetune and candidates:
-            finetune_variants(workers, sweep, candidates, work_dir, finetunes,
-                              lambda: write_results(out_dir, command, sweep, probes, finetunes,
-                                                    time.time() - t0), log)
-    finally:
-        workers.close()
-        workers.join()
-    return write_results(out_dir, command, sweep, probes, finetunes, time.time() - t0)
+            finetune_variants(workers, sweep, candidates, work_dir, finetunes, save, log)
+    return save()
 
 
 def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_dir: Path,
-                      finetunes: List[dict], save, log=print) -> None:
+                      finetunes: List[dict], save: Callable[[], object], log=print) -> None:
     """Fine-tune beside scratch the variants of ``sweep.finetune_variants`` (by default the
     candidate with the largest held-out probe gain). On the held-out split at the smallest budget
     (seed 0; at every budget with ``sweep.choose_per_budget``), each init's learning rate is
@@ -363,66 +376,63 @@ def finetune_variants(workers, sweep: Sweep, candidates: Sequence[dict], work_di
         log(f"largest held-out probe gain: {chosen[0]['name']} "
             f"({chosen[0]['gain']['heldout']:+.1f})")
     scene_name, arch = chosen[0]['scene'], chosen[0]['arch']
-    # (variant, arm, backbone file) of every init; scratch (of the same arch) is the baseline.
-    inits = [('scratch', 'scratch', None)] + [
-        (r['name'], 'fcmae' if r['use_grn'] else 'fcmae_no_grn',
-         str(work_dir / f"{r['name']}_backbone.pth")) for r in chosen]
+    # Every init; scratch (of the same arch) is the baseline.
+    inits = [Init('scratch', 'scratch', None)] + [
+        Init(r['name'], 'fcmae' if r['use_grn'] else 'fcmae_no_grn',
+             str(work_dir / f"{r['name']}_backbone.pth")) for r in chosen]
     decayed = inits if sweep.decay_scratch else inits[1:]
     done: Dict[tuple, dict] = {}
 
-    def run(cells) -> List[dict]:
-        """Runs ``(init, split, budget, seed, lr, layer decay, frozen iters)`` cells not run
-        before."""
-        key = lambda c: (c[0][0],) + tuple(c[1:])  # noqa: E731
-        todo = [c for c in dict((key(c), c) for c in cells).values() if key(c) not in done]
-        jobs = [(name, arm, scene_name, arch, file, cell_lr, seed, cell_decay, cell_frozen,
-                 split, budget, sweep)
-                for (name, arm, file), split, budget, seed, cell_lr, cell_decay, cell_frozen
-                in todo]
-        for cell, record in zip(todo, workers.imap(_finetune_job, jobs)):
+    def job(init: Init, split: str, budget: int, seed: int, lr: float, layer_decay: float,
+            frozen_iters: int) -> FinetuneJob:
+        return finetune_job(sweep, init, scene_name, arch, split, budget, seed, lr, layer_decay,
+                            frozen_iters)
+
+    def key(j: FinetuneJob) -> tuple:
+        return (j.variant, j.split, j.budget, j.seed, j.lr, j.study.layer_decay,
+                j.study.frozen_backbone_iters)
+
+    def run(jobs: Sequence[FinetuneJob]) -> List[dict]:
+        """The records of ``jobs``, running those not run before."""
+        todo = [j for j in dict((key(j), j) for j in jobs).values() if key(j) not in done]
+        for j, rec in zip(todo, workers.imap(run_finetune_job, todo)):
+            record = finetune_record(j, rec)
             finetunes.append(record)
-            done[key(cell)] = record
+            done[key(j)] = record
             log(f"fine-tune {record['variant']} (lr {record['lr']:g}, layer decay "
                 f"{record['layer_decay']}, {record['frozen_iters']} frozen iters) "
                 f"{record['labeled_images']} labels seed "
                 f"{record['seed']}: {record['split']} mIoU {record['miou']:.1f} "
                 f"({record['seconds']:.0f} s)")
             save()
-        return [done[key(c)] for c in cells]
-
-    def choose(setting: Dict[str, float], name: str, records: List[dict]) -> None:
-        for init, *_ in inits:
-            mine = [r for r in records if r['variant'] == init]
-            if mine:
-                setting[init] = max(mine, key=lambda r: r['miou'])[name]
+        return [done[key(j)] for j in jobs]
 
     def choose_at(budget: int) -> tuple:
         """Each init's (lr, layer decay, frozen iters), chosen on held-out (seed 0) with
         ``budget`` labels where the sweep gives several values."""
-        lr = {name: sweep.scratch_lr if arm == 'scratch' else sweep.fcmae_lr
-              for name, arm, _ in inits}
-        decay = {name: sweep.layer_decays[0] if (name, arm, file) in decayed else 1.0
-                 for name, arm, file in inits}
-        frozen = {name: sweep.frozen_iters[0] for name, _, _ in inits}
+        lr = {i.name: sweep.scratch_lr if i.arm == 'scratch' else sweep.fcmae_lr for i in inits}
+        decay = {i.name: sweep.layer_decays[0] if i in decayed else 1.0 for i in inits}
+        frozen = {i.name: sweep.frozen_iters[0] for i in inits}
         if len(sweep.lr_grid) == 1:  # nothing to choose: every init takes it
             lr = dict.fromkeys(lr, sweep.lr_grid[0])
         elif sweep.lr_grid:
-            choose(lr, 'lr', run([(init, 'heldout', budget, 0, x, decay[init[0]],
-                                   frozen[init[0]]) for init in inits for x in sweep.lr_grid]))
+            lr.update(choose_on_heldout(run([
+                job(i, 'heldout', budget, 0, x, decay[i.name], frozen[i.name])
+                for i in inits for x in sweep.lr_grid]), 'lr', by='variant'))
         if len(sweep.layer_decays) > 1:
-            choose(decay, 'layer_decay', run([(init, 'heldout', budget, 0, lr[init[0]], d,
-                                               frozen[init[0]])
-                                              for init in decayed for d in sweep.layer_decays]))
+            decay.update(choose_on_heldout(run([
+                job(i, 'heldout', budget, 0, lr[i.name], d, frozen[i.name])
+                for i in decayed for d in sweep.layer_decays]), 'layer_decay', by='variant'))
         if len(sweep.frozen_iters) > 1:
-            choose(frozen, 'frozen_iters', run([(init, 'heldout', budget, 0, lr[init[0]],
-                                                 decay[init[0]], n)
-                                                for init in inits for n in sweep.frozen_iters]))
+            frozen.update(choose_on_heldout(run([
+                job(i, 'heldout', budget, 0, lr[i.name], decay[i.name], n)
+                for i in inits for n in sweep.frozen_iters]), 'frozen_iters', by='variant'))
         return lr, decay, frozen
 
     def run_val(budgets: Sequence[int], lr: dict, decay: dict, frozen: dict) -> None:
         # Smallest budgets first: they are the ones the comparison is about.
-        run([(init, 'val', budget, seed, lr[init[0]], decay[init[0]], frozen[init[0]])
-             for budget in sorted(budgets) for seed in sweep.finetune_seeds for init in inits])
+        run([job(i, 'val', budget, seed, lr[i.name], decay[i.name], frozen[i.name])
+             for budget in sorted(budgets) for seed in sweep.finetune_seeds for i in inits])
 
     smallest = min(sweep.finetune_budgets)
     if sweep.choose_per_budget:
@@ -459,25 +469,22 @@ def markdown(probes: Sequence[dict], finetunes: Sequence[dict]) -> str:
     return '\n'.join(lines)
 
 
-def write_results(out_dir: Path, command: str, sweep: Sweep, probes: Sequence[dict],
-                  finetunes: Sequence[dict], seconds: float) -> dict:
+def write_sweep_results(out_dir: Path, command: str, sweep: Sweep, probes: Sequence[dict],
+                        finetunes: Sequence[dict], seconds: float) -> dict:
     result = dict(command=command, sweep=asdict(sweep), scenes=SCENES,
                   variants=[asdict(v) for v in VARIANTS if v.name in sweep.variants],
                   probes=list(probes), finetunes=list(finetunes), seconds=round(seconds))
-    (out_dir / 'results.json').write_text(json.dumps(result, indent=1) + '\n')
-    (out_dir / 'results.md').write_text(
-        f'Frozen linear probe (mIoU %, background + 3 shapes) of ConvNeXt V2 encoders '
-        f'FCMAE-pretrained '
-        f'with one lever changed, and of random inits.\nProduced by `{command}` in '
-        f'{seconds / 60:.0f} min.\n\n{markdown(probes, finetunes)}\n')
-    return result
+    return write_results(out_dir, result, 'Frozen linear probe (mIoU %, background + 3 shapes) of '
+                         'ConvNeXt V2 encoders FCMAE-pretrained with one lever changed, and of '
+                         'random inits.', markdown(probes, finetunes), seconds)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='tiny sizes, about a minute')
-    parser.add_argument('--out', default='docs/fcmae_study/probe', help='where results go')
+    parser.add_argument('--out', default='experiments/fcmae_study/results/probe',
+                        help='where results go')
     parser.add_argument('--work-dir', default='work_dirs/fcmae_levers_probe',
                         help='where pretrained checkpoints go')
     parser.add_argument('--variants', nargs='+', choices=[v.name for v in VARIANTS],
@@ -533,9 +540,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     sweep = replace(sweep, finetune=not args.no_finetune, reuse_pretrained=args.reuse_pretrained,
                     decay_scratch=args.decay_scratch, choose_per_budget=args.choose_per_budget,
                     **{k: v for k, v in overrides.items() if v is not None})
-    command = 'python tools/fcmae_levers.py ' + ' '.join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    return run_sweep(sweep, Path(args.out), Path(args.work_dir), command.strip(),
+    return run_sweep(sweep, Path(args.out), Path(args.work_dir), command_line(__file__, argv),
                      quick=args.quick)
 
 

@@ -1,8 +1,9 @@
-"""Files a config names that are not there, found before anything is built.
+"""Files a config or a command line names that are not there, found before anything is built.
 
 A missing pretrained checkpoint (``init_cfg=dict(type='Pretrained', checkpoint=...)``) or
 ``load_from`` otherwise fails when the model is initialised, after the data are loaded and the
-work dir is written.
+work dir is written; a missing config or checkpoint given to ``tools/infer.py`` only after the
+other inputs were checked.
 """
 import os.path as osp
 from typing import Iterator, List, Tuple
@@ -39,3 +40,21 @@ def missing_checkpoint_files(cfg, init_cfg: bool = True) -> List[str]:
         entries.append(('load_from', cfg.load_from))
     return [f'{key}: {path} does not exist; give the path of the checkpoint (or a URL)'
             for key, path in entries if '://' not in path and not osp.exists(path)]
+
+
+def missing_file(path: str, what: str, fix: str, urls: bool = True) -> List[str]:
+    """One line when the file ``path`` (a command-line argument) is not there, else none.
+
+    Args:
+        path (str): The file.
+        what (str): What it is, e.g. ``'checkpoint'``.
+        fix (str): What to give instead.
+        urls (bool): ``path`` may be a URL or a ``scheme://`` path, left to its loader. Defaults
+            to True.
+
+    Returns:
+        list[str]: ``['<path>: the <what> does not exist; <fix>']`` or ``[]``.
+    """
+    if (urls and '://' in path) or osp.isfile(path):
+        return []
+    return [f'{path}: the {what} does not exist; {fix}']
