@@ -17,7 +17,7 @@ def test_quick_lever_sweep_probes_every_variant_against_its_random_init(tmp_path
             '--out', str(out), '--work-dir', str(work)]
     levers.main(args)
     written = json.loads((out / 'results.json').read_text())
-    assert written['command'] == 'python tools/levers.py ' + ' '.join(args)
+    assert written['command'] == 'python experiments/fcmae_study/levers.py ' + ' '.join(args)
     names = {r['name'] for r in written['probes']}
     assert names == {'base', 'no_grn', 'grid_8x8', 'random_textured', 'random_textured_no_grn',
                      'random_textured_x2'}
