@@ -2,7 +2,7 @@
 selector, one results writer and the command line they record.
 
 ``study.py`` and ``levers.py`` both queue fine-tuning runs (``FinetuneJob``) on the same pool of
-spawned single-purpose processes (``worker_pool``), each of which loads the rendered splits once
+spawned processes (``worker_pool``), each of which loads the rendered splits once
 (``save_splits`` writes them); both choose every setting on the held-out split with
 ``choose_on_heldout``, and both write ``results.json`` and ``results.md`` with ``write_results``,
 recording the command that made them (``command_line``).

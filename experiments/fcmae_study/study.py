@@ -39,11 +39,9 @@ import numpy as np  # noqa: E402
 from experiments.fcmae_study.common import (FinetuneJob, choose_on_heldout,  # noqa: E402
                                             command_line, run_finetune_job, save_splits,
                                             worker_pool, worker_splits, write_results)
-from experiments.fcmae_study.training import (  # noqa: E402,F401  (the study's names)
-    ARMS, AUX_WEIGHT, CLASS_WEIGHT, NUM_CLASSES, PRETRAINED_ARMS, QUICK, SPLIT_SEEDS, Record,
-    Split, Study, build_optimizer, build_segmentor, confusion_matrix, finetune, iou_per_class,
-    labeled_subset, miou, normalise, pretrain, random_resized_crop, render_split, run_cell, scene,
-    seg_augment, seg_logits)
+from experiments.fcmae_study.training import (ARMS, PRETRAINED_ARMS, QUICK,  # noqa: E402
+                                              SPLIT_SEEDS, Record, Study, pretrain,
+                                              render_split, scene)
 
 SCENE = 'study'  # the name of the study's splits in the workers (``common.save_splits``)
 
