@@ -186,3 +186,18 @@ def _seed():
 @pytest.fixture
 def tiny_arch():
     return dict(TINY_ARCH)
+
+
+def trained_like_checkpoint(config, out: Path, seed: int = 0) -> Path:
+    """A config's model with every weight moved off its init (GRN gamma / beta too, so GRN is
+    not the identity and the heads detect), saved as tools/train.py saves it (the export tests)."""
+    from cnxv2_dense.deploy.model_loading import build_model
+    model = build_model(Config.fromfile(str(config)))
+    gen = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    for key, value in state.items():
+        if value.dtype.is_floating_point and 'running_' not in key:
+            scale = 0.5 if ('gamma' in key or 'beta' in key) else 0.05
+            value.add_(torch.randn(value.shape, generator=gen) * scale)
+    torch.save({'state_dict': state, 'meta': {}}, out)
+    return out

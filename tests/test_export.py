@@ -21,7 +21,7 @@ from cnxv2_dense.deploy.exporter import example_input
 from cnxv2_dense.deploy.model_loading import build_model
 from cnxv2_dense.models.layers import GRN
 
-from .conftest import ROOT, TINY_ARCH, run_tool
+from .conftest import ROOT, TINY_ARCH, run_tool, trained_like_checkpoint
 
 onnx = pytest.importorskip('onnx', reason='the [deploy] extra is part of the test environment')
 ort = pytest.importorskip('onnxruntime')
@@ -54,20 +54,6 @@ val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
 test_dataloader = val_dataloader
 ''')
     return config
-
-
-def trained_like_checkpoint(config: Path, out: Path, seed: int = 0) -> Path:
-    """The config's model with every weight moved off its init (GRN gamma / beta too, so GRN is
-    not the identity), saved as tools/train.py saves it."""
-    model = build_model(Config.fromfile(str(config)))
-    gen = torch.Generator().manual_seed(seed)
-    state = model.state_dict()
-    for key, value in state.items():
-        if value.dtype.is_floating_point and 'running_' not in key:
-            scale = 0.5 if ('gamma' in key or 'beta' in key) else 0.05
-            value.add_(torch.randn(value.shape, generator=gen) * scale)
-    torch.save({'state_dict': state, 'meta': {}}, out)
-    return out
 
 
 @pytest.fixture(scope='module')

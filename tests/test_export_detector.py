@@ -20,7 +20,7 @@ from cnxv2_dense.deploy.detector_postprocess import paste_masks, rescale_detecti
 from cnxv2_dense.deploy.model_loading import build_model
 from cnxv2_dense.deploy.parity import compare_detections
 
-from .conftest import ROOT, TINY_ARCH
+from .conftest import ROOT, TINY_ARCH, trained_like_checkpoint
 
 ort = pytest.importorskip('onnxruntime', reason='the [deploy] extra is in the test environment')
 
@@ -54,19 +54,6 @@ model = dict(backbone=dict(arch={TINY}), neck=dict(in_channels={TINY_ARCH['dims'
         return config
     config.write_text(body)
     return config
-
-
-def perturbed_checkpoint(config: Path, out: Path, seed: int = 0) -> Path:
-    """Weights moved off their init (GRN too), so that GRN acts and the heads detect."""
-    model = build_model(Config.fromfile(str(config)))
-    gen = torch.Generator().manual_seed(seed)
-    state = model.state_dict()
-    for key, value in state.items():
-        if value.dtype.is_floating_point and 'running_' not in key:
-            scale = 0.5 if ('gamma' in key or 'beta' in key) else 0.05
-            value.add_(torch.randn(value.shape, generator=gen) * scale)
-    torch.save({'state_dict': state}, out)
-    return out
 
 
 @pytest.fixture(scope='module')
@@ -103,7 +90,7 @@ def onnx_predictions(session, image: np.ndarray, mask_threshold: float = 0.5) ->
 @pytest.mark.parametrize('family', ['mask_rcnn', 'cascade_mask_rcnn'])
 def test_exported_detector_detects_what_mmdet_detects(family, images, tmp_path):
     config = tiny_config(tmp_path, family)
-    checkpoint = perturbed_checkpoint(config, tmp_path / 'model.pth')
+    checkpoint = trained_like_checkpoint(config, tmp_path / 'model.pth')
     result = export_model(str(config), str(checkpoint), str(tmp_path / 'onnx'),
                           ExportOptions(dynamic=True))
     model = build_model(Config.fromfile(str(config)))
@@ -127,7 +114,7 @@ def test_detector_with_no_detections_exports_and_returns_empty(images, tmp_path)
     config = tiny_config(tmp_path, 'mask_rcnn')
     (tmp_path / 'strict.py').write_text(
         f"_base_ = [{str(config)!r}]\nmodel = dict(test_cfg=dict(rcnn=dict(score_thr=1.01)))\n")
-    checkpoint = perturbed_checkpoint(config, tmp_path / 'model.pth')
+    checkpoint = trained_like_checkpoint(config, tmp_path / 'model.pth')
     result = export_model(str(tmp_path / "strict.py"), str(checkpoint), str(tmp_path / "onnx"),
                           ExportOptions(shape=(96, 96)))
     session = ort.InferenceSession(str(result.onnx_file), providers=['CPUExecutionProvider'])

@@ -19,6 +19,7 @@ from mmengine.config import Config
 from torch import nn
 
 from ..checks import stop_on_input_problems
+from ..models.layers import GRN
 from ..utils import load_config
 from ..utils.atomic_file import atomic_output
 from .families import model_family
@@ -135,7 +136,7 @@ def _wrap(family: str, model: nn.Module, cfg: Config, dtype: torch.dtype) -> nn.
     """The exportable module of ``family`` around a copy of ``model``."""
     model = copy.deepcopy(model)
     for module in model.modules():  # the plain-ops GRN: same outputs, no autograd.Function
-        if hasattr(module, 'fused') and hasattr(module, 'gamma'):
+        if isinstance(module, GRN):
             module.fused = False
     pre = preprocessing(cfg)
     if family == 'backbone':
