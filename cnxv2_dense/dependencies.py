@@ -20,7 +20,8 @@ REQUIRED: Dict[str, str] = {
     # mmdet 3.3 and mmsegmentation 1.2 refuse mmcv 2.2 at import; 2.1.0 is what they run on.
     'mmcv': '>=2.1.0,<2.2.0',
     'mmengine': '>=0.10.0,<1.0.0',
-    'numpy': '>=1.24',
+    # 1.24.2: every Python 3.11 wheel of onnxruntime (the [deploy] extra) needs it.
+    'numpy': '>=1.24.2',
     'pillow': '>=9.3',  # the first with wheels for Python 3.11
     'safetensors': '>=0.4.0',  # timm / Hugging Face checkpoints
     # The version checks below; 20.9 is what huggingface-hub (under timm and transformers)
@@ -43,7 +44,8 @@ EXTRAS: Dict[str, Dict[str, str]] = {
     },
     # tools/export.py and the ONNX Runtime backend of tools/test.py / infer.py
     # (cnxv2_dense.deploy): opset 17 (LayerNormalization) needs onnx >= 1.12; RoiAlign's
-    # half_pixel mode (opset 16) runs from onnxruntime 1.11.
+    # half_pixel mode (opset 16) runs from onnxruntime 1.11; the floors are the oldest
+    # releases with Python 3.11 wheels that the lowest environment runs the export tests on.
     'deploy': {
         'onnx': '>=1.14',
         'onnxruntime': '>=1.16',

@@ -1,6 +1,7 @@
 """COCO annotation files without the optional ``info`` / ``licenses`` keys (as many converters
 write them) are evaluated: mmdet's CocoMetric died on them at the first validation, in
 pycocotools' ``loadRes``, after the training it had already spent."""
+import copy
 import glob
 import json
 import os
@@ -64,20 +65,29 @@ def test_our_metric_evaluates_it_and_leaves_the_file_alone(bare_coco_file):
     assert bare_coco_file.read_bytes() == before
 
 
+def as_list(evaluators) -> list:
+    return list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
+
+
 def test_the_tools_swap_it_into_every_detection_config():
     swapped = 0
     for path in sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py'))):
         cfg = Config.fromfile(path)
-        before = {key: cfg.get(key) for key in ('val_evaluator', 'test_evaluator')}
+        before = {key: copy.deepcopy(cfg.get(key)) for key in ('val_evaluator', 'test_evaluator')}
         accept_coco_files_without_info(cfg)
         for key, original in before.items():
-            if cfg.get('default_scope') == 'mmdet':
-                assert cfg[key].type == 'cnxv2_dense.CocoMetric', (path, key)
-                assert {k: v for k, v in cfg[key].items() if k != 'type'} == {
-                    k: v for k, v in original.items() if k != 'type'}
-                swapped += 1
-            else:  # segmentation and FCMAE configs keep their evaluators
+            if cfg.get('default_scope') != 'mmdet':  # segmentation and FCMAE configs keep theirs
                 assert cfg.get(key) == original
+                continue
+            # A panoptic config lists a panoptic metric beside CocoMetric: only CocoMetric changes.
+            for after, was in zip(as_list(cfg[key]), as_list(original), strict=True):
+                if was['type'] in ('CocoMetric', 'mmdet.CocoMetric'):
+                    assert after['type'] == 'cnxv2_dense.CocoMetric', (path, key)
+                    swapped += 1
+                else:
+                    assert after['type'] == was['type'], (path, key)
+                assert {k: v for k, v in after.items() if k != 'type'} == {
+                    k: v for k, v in was.items() if k != 'type'}
     assert swapped >= 2 * 10
     listed = Config(dict(val_evaluator=[dict(type='CocoMetric', ann_file='a.json'),
                                         dict(type='DumpDetResults', out_file_path='p.pkl')]))

@@ -40,7 +40,10 @@ def load_tiny(name):
     assert cfg.model.backbone.init_cfg.type == 'Pretrained'  # one path, overridable
     cfg.model.backbone.arch = dict(TINY_ARCH)
     cfg.model.backbone.init_cfg = None
-    cfg.model.neck.in_channels = TINY_ARCH['dims']
+    # The module that takes the backbone's maps: the neck (Mask R-CNN, DINO) or, in Mask2Former,
+    # the head's pixel decoder; it gets the channels of the stages the backbone returns.
+    receiver = cfg.model.neck if 'neck' in cfg.model else cfg.model.panoptic_head
+    receiver.in_channels = [TINY_ARCH['dims'][i] for i in cfg.model.backbone.out_indices]
     _to_cpu_bn(cfg.model)
     return cfg
 

@@ -267,6 +267,17 @@ def test_an_unsupported_model_family_is_named_with_the_supported_ones(tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.parametrize('name', ['mask2former_cnxv2_t_ade20k.py',
+                                  'mask2former_cnxv2_t_coco_instance.py', 'dino_cnxv2_t_coco.py'])
+def test_the_query_based_heads_are_refused_with_the_reason(name):
+    from cnxv2_dense.deploy import UnsupportedModelError, model_family
+    cfg = Config.fromfile(str(Path(ROOT) / 'configs' / name))
+    with pytest.raises(UnsupportedModelError, match='deformable attention') as err:
+        model_family(cfg)
+    assert ('Mask2Former' if name.startswith('mask2former') else 'DINO') in str(err.value)
+    assert '--backbone-only' in str(err.value)
+
+
 def test_a_checkpoint_of_another_model_is_refused_before_export(seg_setup, tmp_path):
     root, data, config, _ = seg_setup
     other = tmp_path / 'other.py'

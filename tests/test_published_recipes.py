@@ -148,9 +148,15 @@ def _check_backbone(cfg: Config, row: dict) -> None:
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=row['checkpoint'])
 
 
+# Mask2Former and DINO configs inherit their toolbox's recipe whole; tests/test_query_heads.py
+# checks each against that base config and its quoted number against the toolbox's metafile.
+QUERY_HEADS = ('mask2former_', 'dino_')
+
+
 def test_every_shipped_recipe_config_has_a_row():
     shipped = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs', '*_coco.py'))
                + glob.glob(os.path.join(ROOT, 'configs', '*_ade20k.py'))}
+    shipped = {name for name in shipped if not name.startswith(QUERY_HEADS)}
     assert shipped == set(DETECTION) | set(SEGMENTATION)
 
 

@@ -436,6 +436,147 @@ def test_dino_lr_decay_groups():
         assert got_wd == pytest.approx(want_wd, abs=1e-12), name
 
 
+def test_mask2former_coco_panoptic_lr_decay_groups():
+    """mask2former_cnxv2_t_coco_panoptic.py with TINY_ARCH: AdamW lr 1e-4, wd 0.05;
+    layer_wise decay 0.95 with num_layers 6 (the ids of test_dino_lr_decay_groups), x mmdet's
+    'backbone' lr 0.1 / decay 1.0 and its 'query_embed' / 'query_feat' / 'level_embed' without
+    weight decay, in 'multiply' mode (norms, GRN, biases: no weight decay). The instance config
+    has the same settings (its own test would repeat this one)."""
+    cfg = load('mask2former_cnxv2_t_coco_panoptic.py')
+    cfg.model.panoptic_head.in_channels = tiny_backbone(cfg)
+    lr, wd, bb = 1e-4, 0.05, 0.1
+    expected = {
+        'backbone.downsample_layers.0.0.weight': (lr * bb * 0.95 ** 7, wd),  # stem, id 0
+        'backbone.downsample_layers.0.1.weight': (lr * bb * 0.95 ** 7, 0.),  # its LayerNorm
+        'backbone.stages.0.0.pwconv1.weight': (lr * bb * 0.95 ** 6, wd),  # id 1
+        'backbone.downsample_layers.1.1.weight': (lr * bb * 0.95 ** 5, wd),  # id 2
+        'backbone.stages.2.1.grn.gamma': (lr * bb * 0.95 ** 4, 0.),  # id 3
+        'backbone.stages.2.1.pwconv2.bias': (lr * bb * 0.95 ** 4, 0.),
+        'backbone.stages.3.0.dwconv.weight': (lr * bb * 0.95, wd),  # id 6
+        'backbone.norm0.weight': (lr * bb, 0.),  # output norm: id 7
+        'panoptic_head.query_embed.weight': (lr, 0.),
+        'panoptic_head.query_feat.weight': (lr, 0.),
+        'panoptic_head.level_embed.weight': (lr, 0.),
+        'panoptic_head.cls_embed.weight': (lr, wd),
+        'panoptic_head.cls_embed.bias': (lr, 0.),
+    }
+    table = groups_of(cfg)
+    for name, (want_lr, want_wd) in expected.items():
+        got_lr, got_wd = table[name]
+        assert got_lr == pytest.approx(want_lr, rel=1e-9), name
+        assert got_wd == pytest.approx(want_wd, abs=1e-12), name
+    instance = load('mask2former_cnxv2_t_coco_instance.py')
+    assert instance.optim_wrapper == cfg.optim_wrapper
+
+
+# --- 5. The recipes are the toolboxes' own, and so are the numbers the headers quote ------------
+
+# config -> the toolbox config it says it keeps whole (read from the installed package).
+RECIPE_OF = {
+    'mask2former_cnxv2_t_ade20k.py': 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py',
+    'mask2former_cnxv2_b_ade20k.py': 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py',
+    'mask2former_cnxv2_l_ade20k.py':
+        'mmseg::mask2former/mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640.py',
+    'mask2former_cnxv2_t_coco_panoptic.py':
+        'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
+    'mask2former_cnxv2_b_coco_panoptic.py':
+        'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
+    'mask2former_cnxv2_t_coco_instance.py': 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py',
+    'dino_cnxv2_t_coco.py': 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+    'dino_cnxv2_b_coco.py': 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+    'dino_cnxv2_t_36e_coco.py': 'mmdet::dino/dino-4scale_r50_8xb2-36e_coco.py',
+    'dino_cnxv2_b_36e_coco.py': 'mmdet::dino/dino-4scale_r50_8xb2-36e_coco.py',
+    'dino_cnxv2_l_coco.py': 'mmdet::dino/dino-5scale_swin-l_8xb2-12e_coco.py',
+    'dino_cnxv2_l_36e_coco.py': 'mmdet::dino/dino-5scale_swin-l_8xb2-36e_coco.py',
+}
+# What "kept whole" means: the schedule, the optimiser, the data and the head are the base's.
+KEPT = ('train_cfg', 'param_scheduler', 'optim_wrapper.optimizer', 'optim_wrapper.clip_grad',
+        'train_dataloader', 'val_dataloader', 'val_evaluator', 'auto_scale_lr')
+
+
+def _plain(value):
+    """Dicts and lists without the ``_scope_`` keys mmengine.hub.get_config adds."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _get(cfg: Config, dotted: str):
+    value = cfg
+    for key in dotted.split('.'):
+        value = value.get(key) if value is not None else None
+    return _plain(value)
+
+
+def _head_without_inputs(model: dict) -> dict:
+    """The model dict without the backbone and the channels it hands on."""
+    model = {k: v for k, v in model.items() if k not in ('backbone', 'data_preprocessor')}
+    for key in ('neck', 'decode_head', 'panoptic_head'):
+        if key in model:
+            model[key] = {k: v for k, v in model[key].items() if k != 'in_channels'}
+    return model
+
+
+@pytest.mark.parametrize('name', sorted(RECIPE_OF))
+def test_config_keeps_its_toolbox_recipe_whole(name):
+    from mmengine.hub import get_config
+    base = get_config(RECIPE_OF[name])
+    cfg = load(name)
+    for key in KEPT:
+        assert _get(cfg, key) == _get(base, key), f'{name}: {key} differs from {RECIPE_OF[name]}'
+    assert _head_without_inputs(_plain(cfg.model.to_dict())) == \
+        _head_without_inputs(_plain(base.model.to_dict()))
+
+
+# config -> (installed metafile, model name in it, metric, the value the header quotes).
+PUBLISHED = {
+    'mask2former_cnxv2_t_ade20k.py': ('mmseg', 'mask2former/metafile.yaml',
+                                      'mask2former_swin-t_8xb2-160k_ade20k-512x512', 'mIoU',
+                                      '48.66'),
+    'mask2former_cnxv2_b_ade20k.py': ('mmseg', 'mask2former/metafile.yaml',
+                                      'mask2former_swin-b-in1k-384x384-pre_8xb2-160k_ade20k-640x640',
+                                      'mIoU', '52.44'),
+    'mask2former_cnxv2_l_ade20k.py': ('mmseg', 'mask2former/metafile.yaml',
+                                      'mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640',
+                                      'mIoU', '56.01'),
+    'mask2former_cnxv2_t_coco_panoptic.py': ('mmdet', 'mask2former/metafile.yml',
+                                             'mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco-panoptic',
+                                             'PQ', '53.4'),
+    'mask2former_cnxv2_t_coco_instance.py': ('mmdet', 'mask2former/metafile.yml',
+                                             'mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco',
+                                             'mask AP', '44.7'),
+    'dino_cnxv2_t_coco.py': ('mmdet', 'dino/metafile.yml', 'dino-4scale_r50_8xb2-12e_coco',
+                             'box AP', '49.0'),
+    'dino_cnxv2_l_coco.py': ('mmdet', 'dino/metafile.yml', 'dino-5scale_swin-l_8xb2-12e_coco',
+                             'box AP', '57.2'),
+}
+
+
+def metafile_metrics(package: str, metafile: str, model_name: str) -> Dict[str, float]:
+    import yaml
+    module = importlib.import_module(package)
+    path = os.path.join(os.path.dirname(module.__file__), '.mim', 'configs', metafile)
+    with open(path) as file:
+        models = yaml.safe_load(file)['Models']
+    entry = next(m for m in models if m['Name'] == model_name)
+    metrics = {}
+    results = entry['Results']  # mmseg writes one dict, mmdet a list of them
+    for result in results if isinstance(results, list) else [results]:
+        metrics.update(result['Metrics'])
+    return metrics
+
+
+@pytest.mark.parametrize('name', sorted(PUBLISHED))
+def test_the_quoted_number_is_the_installed_metafiles(name):
+    package, metafile, model_name, metric, value = PUBLISHED[name]
+    assert float(metafile_metrics(package, metafile, model_name)[metric]) == float(value)
+    with open(os.path.join(ROOT, 'configs', name)) as file:
+        header = ''.join(line for line in file if line.startswith('#'))
+    assert value in header, f'{name} does not quote {value} ({model_name}, {metric})'
+
+
 def test_custom_key_matching_no_parameter_is_an_error():
     """A custom key written for another backbone (the Swin-L base's
     'relative_position_bias_table') fails, naming the key, instead of doing nothing."""

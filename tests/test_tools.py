@@ -147,9 +147,29 @@ def test_infer_writes_pictures(tiny_detection_config, trained_work_dir, tmp_path
     run_tool([PYTHON, 'tools/infer.py', str(config), str(trained_work_dir / 'epoch_1.pth'), str(data / 'val'),
          '--out-dir', str(out_dir), '--score-thr', '0.0'])
     written = sorted(out_dir.glob('*.png'))
-    assert len(written) == 4
+    assert [p.name for p in written] == sorted(p.name for p in (data / 'val').glob('*.png'))
+    # Above --score-thr 1.01 nothing is drawn: the pictures are the images themselves. At 0.0
+    # a picture differs from its image exactly where mmdet's own inference finds something.
+    import numpy as np
+    from mmdet.apis import inference_detector, init_detector
     from PIL import Image
-    assert Image.open(written[0]).size == (64, 64)
+    empty_dir = tmp_path / 'vis_empty'
+    run_tool([PYTHON, 'tools/infer.py', str(config), str(trained_work_dir / 'epoch_1.pth'),
+              str(data / 'val'), '--out-dir', str(empty_dir), '--score-thr', '1.01'])
+    from cnxv2_dense.utils import allow_mmengine_checkpoints
+    allow_mmengine_checkpoints()
+    model = init_detector(str(config), str(trained_work_dir / 'epoch_1.pth'), device='cpu')
+    found = 0
+    for picture in written:
+        image = np.asarray(Image.open(data / 'val' / picture.name).convert('RGB'))
+        drawn = np.asarray(Image.open(picture).convert('RGB'))
+        undrawn = np.asarray(Image.open(empty_dir / picture.name).convert('RGB'))
+        assert drawn.shape == image.shape == (64, 64, 3)
+        assert np.array_equal(undrawn, image)
+        detections = len(inference_detector(model, str(data / 'val' / picture.name)).pred_instances)
+        assert (not np.array_equal(drawn, image)) == (detections > 0), picture.name
+        found += detections
+    assert found > 0, 'the model found nothing: the pictures would prove nothing'
 
 
 def test_work_dir_checkpoints_are_found(tmp_path):

@@ -10,6 +10,9 @@ metrics rose:
 - ``det`` (default): ``configs/mask_rcnn_cnxv2_demo_shapes.py`` (Mask R-CNN) on the COCO layout,
   COCO bbox and segm mAP.
 - ``seg``: ``configs/upernet_cnxv2_demo_shapes.py`` (UperNet) on the ADE20K-style layout, mIoU.
+- ``mask2former`` and ``dino``: the query-based heads on the same data as ``seg`` and ``det``
+  (``configs/mask2former_cnxv2_demo_shapes.py``, mIoU; ``configs/dino_cnxv2_demo_shapes.py``,
+  COCO bbox mAP), slimmed to train on CPU; docs/query_heads.md compares them with the first two.
 
 A second demo in the same work dir stops before training (the first one's checkpoint is kept):
 run it with ``--work-dir NEW_DIR``, ``--resume`` (continue the earlier run) or ``--overwrite``.
@@ -47,6 +50,14 @@ TASKS = {
                     'work_dirs/demo_upernet_shapes', ('mIoU', 'mAcc', 'aAcc'), 'iter',
                     'Semantic segmentation metrics (%) on the val split of the synthetic shapes '
                     'dataset'),
+    'mask2former': DemoTask(ROOT / 'configs' / 'mask2former_cnxv2_demo_shapes.py', 'ade',
+                            'work_dirs/demo_mask2former_shapes', ('mIoU', 'mAcc', 'aAcc'),
+                            'iter', 'Mask2Former: semantic segmentation metrics (%) on the val '
+                            'split of the synthetic shapes dataset'),
+    'dino': DemoTask(ROOT / 'configs' / 'dino_cnxv2_demo_shapes.py', 'coco',
+                     'work_dirs/demo_dino_shapes', ('coco/bbox_mAP', 'coco/bbox_mAP_50'),
+                     'epoch', 'DINO: COCO bbox metrics on the val split of the synthetic shapes '
+                     'dataset'),
 }
 
 
@@ -67,7 +78,8 @@ def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--task', choices=sorted(TASKS), default='det',
-                        help='det: Mask R-CNN, COCO mAP; seg: UperNet, mIoU (default: det)')
+                        help='det: Mask R-CNN, COCO mAP; seg: UperNet, mIoU; mask2former: '
+                             'Mask2Former, mIoU; dino: DINO, bbox mAP (default: det)')
     parser.add_argument('--work-dir', help='default: work_dirs/demo_<model>_shapes')
     again = parser.add_mutually_exclusive_group()
     again.add_argument('--resume', action='store_true',

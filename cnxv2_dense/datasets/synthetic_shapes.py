@@ -17,7 +17,7 @@ bit-identical): ``texture_prob`` fills shapes and background with random two-col
 (stripes, checks, dots, noise) instead of flat colour, so colour and fill no longer tell a shape
 from the background; ``clutter`` draws irregular distractor polygons that belong to the
 background, so only the outline tells a class shape from clutter. The FCMAE study
-(``tools/fcmae_study.py``) uses both.
+(``experiments/fcmae_study/study.py``) uses both.
 """
 import json
 import math

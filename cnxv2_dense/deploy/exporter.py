@@ -132,8 +132,10 @@ def _classes(model: nn.Module, cfg: Config) -> Optional[List[str]]:
     return list(classes) if classes is not None else None
 
 
-def _wrap(family: str, model: nn.Module, cfg: Config, dtype: torch.dtype) -> nn.Module:
-    """The exportable module of ``family`` around a copy of ``model``."""
+def exportable_module(family: str, model: nn.Module, cfg: Config, dtype: torch.dtype
+                      ) -> nn.Module:
+    """The module that is traced for ``family`` (backbone, segmentor, detector), around a copy of
+    ``model``: normalisation in the graph, GRN on plain ops, ``dtype`` for the network."""
     model = copy.deepcopy(model)
     for module in model.modules():  # the plain-ops GRN: same outputs, no autograd.Function
         if isinstance(module, GRN):
@@ -259,8 +261,9 @@ def export_model(config: str, checkpoint: str, out_dir: str,
     load_exactly(model, state)
     shape = tuple(options.shape) if options.shape is not None else default_shape(cfg, family)
     dtype = torch.float16 if options.fp16 else torch.float32
-    wrapper = _wrap(family, model, cfg, dtype)
-    reference_wrapper = _wrap(family, model, cfg, torch.float32) if options.fp16 else wrapper
+    wrapper = exportable_module(family, model, cfg, dtype)
+    reference_wrapper = (exportable_module(family, model, cfg, torch.float32) if options.fp16
+                         else wrapper)
     example = example_input(shape)
     names = _names(family, wrapper, example)
     onnx_file, meta_file = output_files(config, out_dir, options)

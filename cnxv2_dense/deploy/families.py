@@ -27,6 +27,8 @@ REFUSED_BECAUSE: Dict[str, str] = {
             'decomposition is possible but not written or tested here',
     'MaskFormer': 'query-based post-processing is not written for ONNX here',
 }
+# mmseg's Mask2Former is an EncoderDecoder whose decode head is the query-based one.
+REFUSED_BECAUSE['Mask2FormerHead'] = REFUSED_BECAUSE['Mask2Former']
 
 
 class UnsupportedModelError(ValueError):
@@ -53,6 +55,7 @@ def model_family(cfg: Config) -> str:
         head = str(cfg.model.get('decode_head', {}).get('type', '?')).split('.')[-1]
         if head not in SEGMENTOR_DECODE_HEADS:
             family, model_type = None, f'EncoderDecoder with a {head} decode head'
+            reason = REFUSED_BECAUSE.get(head)
     if family == 'detector' and model_type == 'CascadeRCNN' and \
             cfg.model.get('roi_head', {}).get('mask_head') is None:
         family, model_type = None, 'CascadeRCNN without a mask head'

@@ -1,0 +1,272 @@
+"""Latency of the exported ONNX models in ONNX Runtime (and OpenVINO) against PyTorch eager.
+
+    python benchmarks/export_speed.py                 # the figures of docs/speed.md (issue 28)
+    python benchmarks/export_speed.py --cases backbone:1 --size 64 --rounds 1 --warmup 0  # smoke
+
+Cases (``--cases``, comma-separated ``model:batch``):
+
+* ``backbone:1``, ``backbone:8``: ConvNeXt V2-tiny alone (its four stage outputs) at
+  ``--backbone-size`` (224) px;
+* ``upernet:1``: the UperNet-T segmentor of ``configs/upernet_cnxv2_t_ade20k.py`` (150 classes,
+  auxiliary head left out as at test time) at ``--segmentor-size`` (512) px, per-pixel scores and
+  labels at the input size.
+
+Runtimes, all on the same weights, the same input (RGB pixels 0-255, normalised inside) and the
+same number of CPU threads (``--threads``, default torch's):
+
+* ``pytorch``: the model as mmseg runs it at test time, eager, ``torch.no_grad``: normalise, the
+  backbone as a config builds it (default layout, fused GRN), for UperNet ``extract_feat``,
+  ``decode_head`` and the bilinear resize to the input size, then argmax;
+* ``onnxruntime``: the file ``tools/export.py`` writes (fp32, opset 17; the backbone with
+  ``--dynamic`` so one graph takes both batches), CPU provider, every graph optimisation on;
+* ``openvino``: the same ``.onnx`` file read by OpenVINO's CPU plugin, float32 inference precision
+  (its default on CPUs with bf16 / AMX would be lower precision), latency hint. Skipped with a
+  printed reason if openvino is not installed (it is in requirements/deploy.txt).
+
+The weights are random (the speed does not depend on them); the export tool's own spot check runs
+on each export, and the outputs of each runtime are compared with PyTorch's here too. Within a case
+the runtimes run interleaved, round by round, in a rotating order, so machine noise hits all
+alike; the first ``--warmup`` rounds are dropped, the median of the rest is reported with the
+ratio ``pytorch time / runtime time`` (> 1: faster than PyTorch eager).
+"""
+import argparse
+import json
+import os.path as osp
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+ROOT = Path(__file__).resolve().parents[1]
+SEGMENTOR_CONFIG = ROOT / 'configs' / 'upernet_cnxv2_t_ade20k.py'
+RUNTIMES = ('pytorch', 'onnxruntime', 'openvino')
+GOAL = 1.3  # issue 28: ONNX Runtime at least 1.3x PyTorch eager on the backbone and segmentor
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--cases', default='backbone:1,backbone:8,upernet:1',
+                        help='comma-separated model:batch, model of backbone, upernet')
+    parser.add_argument('--backbone-size', type=int, default=224)
+    parser.add_argument('--segmentor-size', type=int, default=512)
+    parser.add_argument('--size', type=int, help='one size for every case (smoke runs)')
+    parser.add_argument('--runtimes', default=','.join(RUNTIMES),
+                        help=f'comma-separated, of {", ".join(RUNTIMES)} (pytorch always runs)')
+    parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--threads', type=int, help="CPU threads (default: torch's choice)")
+    parser.add_argument('--out', help='also write the results here as JSON')
+    args = parser.parse_args(argv)
+    cases = []
+    for case in args.cases.split(','):
+        model, _, batch = case.strip().partition(':')
+        if model not in ('backbone', 'upernet') or not batch.isdigit() or int(batch) < 1:
+            parser.error(f'--cases: {case!r} is not backbone:N or upernet:N')
+        cases.append((model, int(batch)))
+    args.cases = cases
+    args.runtimes = [r.strip() for r in args.runtimes.split(',') if r.strip()]
+    unknown = set(args.runtimes) - set(RUNTIMES)
+    if unknown:
+        parser.error(f'--runtimes: {", ".join(sorted(unknown))} unknown; of {", ".join(RUNTIMES)}')
+    if 'pytorch' not in args.runtimes:
+        args.runtimes.insert(0, 'pytorch')
+    if args.rounds < 1 or args.warmup < 0:
+        parser.error('--rounds must be at least 1 and --warmup at least 0')
+    return args
+
+
+# ----------------------------------------------------------------------------- models
+def cpu_config(folder: Path) -> Path:
+    """The UperNet-T config with BN for SyncBN (one CPU process) and no pretrained download."""
+    config = folder / 'upernet_t_cpu.py'
+    config.write_text(f"""_base_ = [{str(SEGMENTOR_CONFIG)!r}]
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(backbone=dict(init_cfg=None), decode_head=dict(norm_cfg=norm_cfg),
+             auxiliary_head=dict(norm_cfg=norm_cfg))
+""")
+    return config
+
+
+def eager_forward(model, kind: str, mean, std) -> Callable:
+    """What mmseg computes at test time for one whole image, from 0-255 RGB pixels."""
+    import torch
+    import torch.nn.functional as F
+
+    mean = torch.tensor(mean).view(1, 3, 1, 1)
+    std = torch.tensor(std).view(1, 3, 1, 1)
+    align_corners = bool(model.decode_head.align_corners)
+
+    def forward(pixels):
+        x = (pixels - mean) / std
+        if kind == 'backbone':
+            return model.backbone(x)
+        logits = model.decode_head(model.extract_feat(x))
+        scores = F.interpolate(logits, size=pixels.shape[2:], mode='bilinear',
+                               align_corners=align_corners)
+        return scores, scores.argmax(dim=1)
+    return forward
+
+
+def onnxruntime_runner(onnx_file: Path, threads: int) -> Callable:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_file), options, providers=['CPUExecutionProvider'])
+    return lambda pixels: session.run(None, {'pixels': pixels})
+
+
+def openvino_runner(onnx_file: Path, threads: int) -> Callable:
+    import openvino as ov
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(onnx_file)), 'CPU', {
+        'INFERENCE_NUM_THREADS': threads, 'INFERENCE_PRECISION_HINT': 'f32',
+        'PERFORMANCE_HINT': 'LATENCY'})
+    request = compiled.create_infer_request()
+
+    def run(pixels):
+        request.infer({0: pixels})
+        return [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]
+    return run
+
+
+def max_relative_error(outputs, reference) -> float:
+    import numpy as np
+
+    from cnxv2_dense.deploy.parity import relative_error
+    errors = [relative_error(np.asarray(o), r) for o, r in zip(outputs, reference)
+              if np.issubdtype(r.dtype, np.floating)]
+    return max(errors)
+
+
+# ----------------------------------------------------------------------------- timing
+def time_case(runners: Dict[str, Callable], inputs: Dict[str, object], rounds: int,
+              warmup: int) -> Dict[str, List[float]]:
+    """Seconds per call of each runner, interleaved in a rotating order; warm-up rounds dropped."""
+    names = list(runners)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for round_index in range(warmup + rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            runners[name](inputs[name])
+            elapsed = time.perf_counter() - start
+            if round_index >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from cnxv2_dense.deploy import ExportOptions, export_model
+    from cnxv2_dense.deploy.exporter import example_input
+    from cnxv2_dense.deploy.metadata import preprocessing
+    from cnxv2_dense.deploy.model_loading import build_model
+    from cnxv2_dense.utils import load_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    runtimes = list(args.runtimes)
+    if 'openvino' in runtimes:
+        try:
+            import openvino  # noqa: F401
+        except ImportError as error:
+            print(f'openvino is left out: {error} (pip install -r requirements/deploy.txt)')
+            runtimes.remove('openvino')
+    import onnxruntime
+    versions = dict(torch=torch.__version__, onnxruntime=onnxruntime.__version__)
+    if 'openvino' in runtimes:
+        import openvino
+        versions['openvino'] = openvino.__version__
+    print(f'threads={threads} rounds={args.rounds} warmup={args.warmup} '
+          + ' '.join(f'{k}={v}' for k, v in versions.items()), flush=True)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        config = cpu_config(tmp)
+        cfg = load_config(str(config))
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        checkpoint = tmp / 'random.pth'
+        torch.save(dict(state_dict=model.state_dict()), checkpoint)
+        pre = preprocessing(cfg)
+        files = {}
+        for kind, batch in args.cases:
+            size = args.size or (args.backbone_size if kind == 'backbone' else
+                                 args.segmentor_size)
+            if (kind, size) not in files:  # the backbone graph is dynamic: one file per size
+                options = ExportOptions(shape=(size, size), backbone_only=kind == 'backbone',
+                                        dynamic=kind == 'backbone')
+                result = export_model(str(config), str(checkpoint), str(tmp / f'{kind}_{size}'),
+                                      options)
+                files[kind, size] = result.onnx_file
+            pixels = example_input((size, size), batch=batch)
+            eager = eager_forward(model, kind, pre['mean'], pre['std'])
+            runners = {'pytorch': lambda x, f=eager: f(x)}
+            inputs = {'pytorch': pixels}
+            if 'onnxruntime' in runtimes:
+                runners['onnxruntime'] = onnxruntime_runner(files[kind, size], threads)
+            if 'openvino' in runtimes:
+                runners['openvino'] = openvino_runner(files[kind, size], threads)
+            for name in runners:
+                if name != 'pytorch':
+                    inputs[name] = pixels.numpy()
+            with torch.no_grad():
+                out = eager(pixels)
+                reference = [o.numpy() for o in (out if isinstance(out, (tuple, list)) else
+                                                 (out,))]
+                errors = {name: max_relative_error(runners[name](inputs[name]), reference)
+                          for name in runners if name != 'pytorch'}
+                times = time_case(runners, inputs, args.rounds, args.warmup)
+            medians = {name: statistics.median(values) for name, values in times.items()}
+            row = dict(model=kind, batch=batch, size=size, medians=medians, times=times,
+                       max_relative_error=errors)
+            rows.append(row)
+            print(f'  {kind} {size} px batch {batch}:', flush=True)
+            for name, median in medians.items():
+                error = f'   max rel. error vs pytorch {errors[name]:.1e}' if name in errors \
+                    else ''
+                print(f'    {name:>12}: {median * 1000:9.1f} ms (median)   pytorch / this = '
+                      f'{medians["pytorch"] / median:5.2f}{error}', flush=True)
+    return dict(threads=threads, versions=versions, rounds=args.rounds, warmup=args.warmup,
+                rows=rows)
+
+
+def summarise(results: dict) -> bool:
+    """Print the ratio table; return whether ONNX Runtime met the goal in every case."""
+    print('\nSummary (median ms per call; x = pytorch time / runtime time, > 1: faster)')
+    names = [n for n in RUNTIMES if any(n in r['medians'] for r in results['rows'])]
+    print(f'{"case":>22} ' + ' '.join(f'{n + " ms":>16} {"x":>5}' for n in names))
+    met = True
+    for row in results['rows']:
+        medians = row['medians']
+        cells = ' '.join(f'{medians[n] * 1000:16.1f} {medians["pytorch"] / medians[n]:5.2f}'
+                         if n in medians else f'{"-":>16} {"-":>5}' for n in names)
+        print(f'{row["model"] + " " + str(row["size"]) + " b" + str(row["batch"]):>22} {cells}')
+        if 'onnxruntime' in medians:
+            met &= medians['pytorch'] / medians['onnxruntime'] >= GOAL
+    print(f'\nGoal (issue 28): onnxruntime >= {GOAL}x pytorch eager in every case -> '
+          f'{"met" if met else "NOT met"}')
+    return met
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    args = parse_args(argv)
+    results = run(args)
+    summarise(results)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == '__main__':
+    main()
