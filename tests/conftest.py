@@ -192,6 +192,7 @@ def trained_like_checkpoint(config, out: Path, seed: int = 0) -> Path:
     """A config's model with every weight moved off its init (GRN gamma / beta too, so GRN is
     not the identity and the heads detect), saved as tools/train.py saves it (the export tests)."""
     from cnxv2_dense.deploy.model_loading import build_model
+    torch.manual_seed(seed)  # the modules' own init draws from the global generator
     model = build_model(Config.fromfile(str(config)))
     gen = torch.Generator().manual_seed(seed)
     state = model.state_dict()

@@ -27,6 +27,22 @@ from cnxv2_dense.checks import (image_input_problems, images_in, missing_file,  
 from cnxv2_dense.utils import allow_mmengine_checkpoints, load_config  # noqa: E402
 
 
+def use_config_classes_if_checkpoint_has_none(model, cfg, checkpoint: str) -> None:
+    """mmdet's ``init_detector`` and mmseg's ``init_model`` take the classes and palette from
+    the checkpoint's meta and, where it has none (a converted or hand-saved checkpoint), fall
+    back to COCO's / Cityscapes' with a warning: the pictures then name the wrong classes in the
+    wrong colours. Take the config's test-set ``metainfo`` instead, where it gives classes."""
+    from cnxv2_dense.deploy.model_loading import checkpoint_dataset_meta
+    if checkpoint_dataset_meta(checkpoint):
+        return
+    for key in ('test_dataloader', 'val_dataloader'):
+        metainfo = ((cfg.get(key) or {}).get('dataset') or {}).get('metainfo') or {}
+        if metainfo.get('classes'):
+            model.dataset_meta = {k: v for k, v in dict(metainfo).items()
+                                  if k in ('classes', 'palette')}
+            return
+
+
 def build_predictor(config: str, checkpoint: str, device: str, backend: str = 'pytorch'):
     """Return ``(predict(path) -> result, visualizer, scope)`` for the config's toolbox.
 
@@ -53,6 +69,8 @@ def build_predictor(config: str, checkpoint: str, device: str, backend: str = 'p
         predict = lambda image: inference_detector(model, image)  # noqa: E731
     else:
         raise ValueError(f'tools/infer.py handles mmdet and mmseg configs, got scope {scope!r}')
+    if onnx_model is None:
+        use_config_classes_if_checkpoint_has_none(model, cfg, checkpoint)
     visualizer.dataset_meta = model.dataset_meta
     return predict, visualizer, scope
 

@@ -24,7 +24,8 @@ from ..utils import load_config
 from ..utils.atomic_file import atomic_output
 from .families import model_family
 from .metadata import build_metadata, preprocessing, write_metadata
-from .model_loading import build_model, checkpoint_fit_problems, load_exactly, trained_state_dict
+from .model_loading import (build_model, checkpoint_dataset_meta, checkpoint_fit_problems,
+                            load_exactly, trained_state_dict)
 from .parity import compare_detections, relative_error
 from .requirements import require
 
@@ -120,16 +121,21 @@ def export_problems(config: str, checkpoint: str, out_dir: str, options: ExportO
     return problems
 
 
-def _classes(model: nn.Module, cfg: Config) -> Optional[List[str]]:
-    meta = getattr(model, 'dataset_meta', None) or {}
-    classes = meta.get('classes')
-    if classes is None:
-        for key in ('test_dataloader', 'val_dataloader'):
-            dataset = (cfg.get(key) or {}).get('dataset') or {}
-            classes = (dataset.get('metainfo') or {}).get('classes')
-            if classes is not None:
+def _dataset_meta_value(key: str, trained: Dict[str, Any], cfg: Config) -> Optional[list]:
+    """``classes`` or ``palette``: what the checkpoint was trained with (mmengine stores the
+    dataset's in its meta, as mmdet / mmseg's ``init_*`` read it), else the config's metainfo."""
+    value = trained.get(key)
+    if value is None:
+        for loader in ('test_dataloader', 'val_dataloader'):
+            dataset = (cfg.get(loader) or {}).get('dataset') or {}
+            value = (dataset.get('metainfo') or {}).get(key)
+            if value is not None:
                 break
-    return list(classes) if classes is not None else None
+    if value is None:
+        return None
+    if key == 'palette':  # a trained dataset's palette may hold numpy integers
+        return [[int(c) for c in colour] for colour in value]
+    return [str(v) for v in value]
 
 
 def exportable_module(family: str, model: nn.Module, cfg: Config, dtype: torch.dtype
@@ -259,6 +265,7 @@ def export_model(config: str, checkpoint: str, out_dir: str,
     stop_on_input_problems(checkpoint_fit_problems(model, state, config, checkpoint), config,
                            'the export', 'nothing was written')
     load_exactly(model, state)
+    trained = checkpoint_dataset_meta(checkpoint)
     shape = tuple(options.shape) if options.shape is not None else default_shape(cfg, family)
     dtype = torch.float16 if options.fp16 else torch.float32
     wrapper = exportable_module(family, model, cfg, dtype)
@@ -284,8 +291,9 @@ def export_model(config: str, checkpoint: str, out_dir: str,
         family=family, cfg=cfg, config=str(config), checkpoint=str(checkpoint),
         onnx_file=onnx_file.name, opset=options.opset, fp16=options.fp16,
         input_shape=dynamic_shape, outputs=_output_docs(family, names, model),
-        classes=_classes(model, cfg),
-        extra=dict(traced_shape=list(shape), test_cfg=_jsonable(_test_cfg(cfg)),
+        classes=_dataset_meta_value('classes', trained, cfg),
+        extra=dict(palette=_dataset_meta_value('palette', trained, cfg),
+                   traced_shape=list(shape), test_cfg=_jsonable(_test_cfg(cfg)),
                    align_corners=_align_corners(model), check=check))
     with atomic_output(meta_file) as tmp:
         write_metadata(meta, tmp)

@@ -42,6 +42,17 @@ def trained_state_dict(checkpoint: Union[str, Path]) -> Dict[str, torch.Tensor]:
             if isinstance(v, torch.Tensor)}
 
 
+def checkpoint_dataset_meta(checkpoint: Union[str, Path]) -> Dict:
+    """``meta['dataset_meta']`` of a checkpoint written by mmengine's Runner (the classes and
+    palette the model was trained with, which mmdet's / mmseg's ``init_*`` give the model), or
+    ``{}``."""
+    allow_mmengine_checkpoints()
+    obj = read_checkpoint(checkpoint)
+    meta = obj.get('meta') if isinstance(obj, dict) else None
+    dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
+    return dict(dataset_meta) if isinstance(dataset_meta, dict) else {}
+
+
 def checkpoint_fit_problems(model: nn.Module, state: Dict[str, torch.Tensor], config: str,
                             checkpoint: str, max_listed: int = 5) -> List[str]:
     """One line per way the checkpoint does not fit the model (keys missing, unexpected, shapes).

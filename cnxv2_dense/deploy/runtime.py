@@ -243,9 +243,13 @@ class OnnxRuntimeDetector(_OnnxRuntimeModelBase):
 
 
 def dataset_meta_of(onnx_file: str, cfg) -> dict:
-    """``classes`` from the export's metadata, ``palette`` from the config's dataset if any."""
+    """``classes`` and ``palette`` from the export's metadata (what the checkpoint was trained
+    with), the palette from the config's dataset for an export that has none."""
     meta = read_metadata(onnx_file)
     dataset_meta = dict(classes=tuple(meta.get('classes') or ()))
+    if meta.get('palette'):
+        dataset_meta['palette'] = [tuple(c) for c in meta['palette']]
+        return dataset_meta
     for key in ('test_dataloader', 'val_dataloader'):
         palette = (((cfg.get(key) or {}).get('dataset') or {}).get('metainfo') or {}).get(
             'palette')
