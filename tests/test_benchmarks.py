@@ -27,3 +27,21 @@ def test_backbone_speed_runs_every_model_mode_and_policy(monkeypatch, capsys):
             assert set(row['medians']) == set(backbone_speed.MODELS)
             assert all(value > 0 for value in row['medians'].values())
     assert 'x timm' in capsys.readouterr().out
+
+
+def test_export_speed_times_every_runtime_on_one_export_and_compares_outputs(tmp_path, capsys):
+    """benchmarks/export_speed.py at 64 px: each case exported once, each runtime timed on it and
+    its outputs compared with PyTorch eager (which would catch a runtime running another graph)."""
+    export_speed = load_script('export_speed')
+    results = export_speed.main(['--cases', 'backbone:1,backbone:2,upernet:1', '--size', '64',
+                                 '--rounds', '1', '--warmup', '0', '--threads', '1',
+                                 '--out', str(tmp_path / 'speed.json')])
+    assert [(r['model'], r['batch']) for r in results['rows']] == [
+        ('backbone', 1), ('backbone', 2), ('upernet', 1)]
+    for row in results['rows']:
+        assert set(row['medians']) == set(export_speed.RUNTIMES)  # openvino is in the lock
+        assert all(value > 0 for value in row['medians'].values())
+        assert all(error < 1e-4 for error in row['max_relative_error'].values()), row
+    assert results['threads'] == 1
+    assert 'Goal (issue 28)' in capsys.readouterr().out
+    assert (tmp_path / 'speed.json').is_file()

@@ -160,6 +160,15 @@ def groups_of(cfg: Config) -> Dict[str, Tuple[float, float]]:
     return per_param(build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups)
 
 
+def assert_groups(cfg: Config, expected: Dict[str, Tuple[float, float]]) -> None:
+    """Each named parameter's (lr, weight decay) in the optimiser the config builds."""
+    table = groups_of(cfg)
+    for name, (want_lr, want_wd) in expected.items():
+        got_lr, got_wd = table[name]
+        assert got_lr == pytest.approx(want_lr, rel=1e-9), name
+        assert got_wd == pytest.approx(want_wd, abs=1e-12), name
+
+
 # --- 1. Every shipped config loads and builds ------------------------------------------------
 
 def test_every_new_config_is_listed():
@@ -395,11 +404,7 @@ def test_mask2former_ade20k_lr_decay_groups():
         'decode_head.cls_embed.bias': (lr, 0.),
         'decode_head.transformer_decoder.post_norm.weight': (lr, 0.),
     }
-    table = groups_of(cfg)
-    for name, (want_lr, want_wd) in expected.items():
-        got_lr, got_wd = table[name]
-        assert got_lr == pytest.approx(want_lr, rel=1e-9), name
-        assert got_wd == pytest.approx(want_wd, abs=1e-12), name
+    assert_groups(cfg, expected)
 
 
 def test_dino_lr_decay_groups():
@@ -429,11 +434,7 @@ def test_dino_lr_decay_groups():
         'neck.convs.0.gn.weight': (lr, 0.),
         'memory_trans_norm.weight': (lr, 0.),
     }
-    table = groups_of(cfg)
-    for name, (want_lr, want_wd) in expected.items():
-        got_lr, got_wd = table[name]
-        assert got_lr == pytest.approx(want_lr, rel=1e-9), name
-        assert got_wd == pytest.approx(want_wd, abs=1e-12), name
+    assert_groups(cfg, expected)
 
 
 def test_mask2former_coco_panoptic_lr_decay_groups():
@@ -460,11 +461,7 @@ def test_mask2former_coco_panoptic_lr_decay_groups():
         'panoptic_head.cls_embed.weight': (lr, wd),
         'panoptic_head.cls_embed.bias': (lr, 0.),
     }
-    table = groups_of(cfg)
-    for name, (want_lr, want_wd) in expected.items():
-        got_lr, got_wd = table[name]
-        assert got_lr == pytest.approx(want_lr, rel=1e-9), name
-        assert got_wd == pytest.approx(want_wd, abs=1e-12), name
+    assert_groups(cfg, expected)
     instance = load('mask2former_cnxv2_t_coco_instance.py')
     assert instance.optim_wrapper == cfg.optim_wrapper
 

@@ -294,6 +294,7 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_ke
     return config, data
 
 
+@pytest.mark.slow
 def test_train_test_resume_and_infer(tiny_seg_config, tmp_path):
     config, data = tiny_seg_config
     work = tmp_path / 'work'
@@ -339,6 +340,7 @@ def test_train_test_resume_and_infer(tiny_seg_config, tmp_path):
     assert not np.array_equal(overlay, image)  # the colour-coded prediction is blended in
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('options', [
     ['train_dataloader.num_workers=0'],
     ['train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True']],
@@ -364,6 +366,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_seg_config, 
                         final_weights(tmp_path / 'whole' / 'iter_4.pth'))
 
 
+@pytest.mark.slow
 def test_train_names_bad_label_maps_before_training(tiny_seg_config, tmp_path):
     """A label map with a value that is no class stops train.py before the Runner is built (not
     at the iteration that first draws it), naming the file; --skip-data-check trains anyway."""
@@ -430,6 +433,7 @@ def test_heads_with_another_number_of_classes_are_named(tiny_seg_config):
     assert 'has 4 classes' in problem
 
 
+@pytest.mark.slow
 def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
     """Two processes train and validate; without SyncBN (it needs GPUs) each process's BN layers
     gather their own running statistics, and these are averaged so that the checkpoint and the
@@ -467,6 +471,7 @@ def test_distributed_launcher_on_cpu_with_gloo(tiny_seg_config, tmp_path):
     assert len(miou.findall(split)) == 1 and miou.findall(split) == miou.findall(whole)
 
 
+@pytest.mark.slow
 def test_two_processes_agree_with_one(tiny_seg_config, tmp_path):
     """Two processes (gloo, CPU) with half the batch each train as one process with the whole
     batch, from the same weights and data: the first iterations' losses (the mean of the two
@@ -502,6 +507,7 @@ default_hooks = dict(checkpoint=dict(interval=3))
     assert_two_processes_agree_with_one(whole, split, 'iter_3.pth')
 
 
+@pytest.mark.slow
 def test_distributed_resume_gives_each_process_its_random_states(tiny_seg_config, tmp_path):
     """Two processes, each seeded differently (diff_rank_seed): resumed from the iteration-2
     checkpoint of a run (what a kill after it leaves), the run ends with the uninterrupted run's
@@ -540,6 +546,7 @@ def process_tree(root: int) -> dict:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc; prctl is Linux')
 @pytest.mark.parametrize('victim', ['launcher', 'rank'])
 def test_a_killed_distributed_run_leaves_nothing_running(tiny_seg_config, tmp_path, victim):
@@ -612,6 +619,7 @@ print('AFTER TRAIN', names())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path('/proc/self/task').is_dir(), reason='reads thread names in /proc')
 def test_distributed_train_joins_gloo_threads_before_exit(tiny_seg_config, tmp_path):
     """gloo's worker threads must be gone when train.py returns: one left running while the

@@ -61,6 +61,7 @@ def trained_work_dir(tiny_detection_config, tmp_path_factory):
     return work
 
 
+@pytest.mark.slow
 def test_train_then_test_then_resume(tiny_detection_config, trained_work_dir, tmp_path):
     config, data = tiny_detection_config
     # What train.py wrote: the checkpoint of its one epoch, and last_checkpoint naming it (what
@@ -86,6 +87,7 @@ def test_train_then_test_then_resume(tiny_detection_config, trained_work_dir, tm
     assert (work / 'epoch_2.pth').is_file()
 
 
+@pytest.mark.slow
 def test_two_processes_agree_with_one(tiny_detection_config, tmp_path):
     """Two processes (gloo, CPU) with half the batch each train Mask R-CNN as one process with
     the whole batch, from the same weights and data: the first iterations' losses and the
@@ -141,6 +143,7 @@ default_hooks = dict(checkpoint=dict(interval=2))
     assert_two_processes_agree_with_one(whole, split, 'epoch_2.pth')
 
 
+@pytest.mark.slow
 def test_infer_writes_pictures(tiny_detection_config, trained_work_dir, tmp_path):
     config, data = tiny_detection_config
     out_dir = tmp_path / 'vis'
@@ -195,6 +198,7 @@ def snapshot(folder: Path) -> dict:
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_train_refuses_a_work_dir_with_checkpoints(tiny_detection_config, trained_work_dir,
                                                     tmp_path):
     from tools import train
@@ -244,6 +248,7 @@ def test_pretrain_tool_refuses_a_work_dir_with_checkpoints(tmp_path):
         refuse_to_overwrite(pretrain_fcmae.build_pretrain_config(args), args.overwrite)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc; prctl is Linux')
 def test_a_killed_run_leaves_no_dataloader_worker_behind(tiny_detection_config, tmp_path):
     """SIGKILL (the OOM killer, preemption) of the main process ends its dataloader workers
@@ -283,6 +288,7 @@ def test_a_killed_run_leaves_no_dataloader_worker_behind(tiny_detection_config, 
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('workers', [
     ['train_dataloader.num_workers=0'],
     ['train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=True']],
