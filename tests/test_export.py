@@ -335,6 +335,19 @@ def test_a_static_export_refuses_another_input_size(seg_setup, tmp_path):
         model(example_input((64, 96)).numpy())
 
 
+def test_fp16_on_a_torch_without_cpu_float16_convolutions_is_refused(seg_setup, tmp_path,
+                                                                        monkeypatch):
+    """torch 2.1 (the oldest supported) cannot convolve float16 on the CPU, which tracing the
+    --fp16 network needs: the export stops before it builds anything, saying so."""
+    from cnxv2_dense.deploy import torch_support
+    _, _, config, checkpoint = seg_setup
+    if torch_support.cpu_runs_float16_convolutions():  # newer torch: take the support away
+        monkeypatch.setattr(torch_support, 'cpu_runs_float16_convolutions', lambda: False)
+    with pytest.raises(SystemExit, match='no float16 convolution on the CPU'):
+        export_model(str(config), str(checkpoint), str(tmp_path), ExportOptions(fp16=True))
+    assert not any(tmp_path.iterdir())
+
+
 def test_too_old_an_opset_is_refused(seg_setup, tmp_path):
     _, _, config, checkpoint = seg_setup
     with pytest.raises(SystemExit, match='opset >= 17'):

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from .graph_input import NormalizeInGraph
 from .precision import to_network_dtype
 from .onnx_ops import MIN_OPSET, batched_nms, multi_level_roi_align, topk_up_to
+from .torch_support import export_torchscript
 
 #: Names of the exported graph's inputs and outputs, in order.
 INPUT_NAMES = ('pixels', 'img_shape')
@@ -436,6 +437,6 @@ def export_onnx(detector: DetectorForExport, pixels: Tensor, path: str,
     if dynamic:
         dynamic_axes['pixels'] = {2: 'height', 3: 'width'}
     with torch.no_grad():
-        torch.onnx.export(detector.eval(), args, path, input_names=list(INPUT_NAMES[:len(args)]),
-                          output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
-                          opset_version=opset, dynamo=False)
+        export_torchscript(detector.eval(), args, path, input_names=list(INPUT_NAMES[:len(args)]),
+                           output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
+                           opset_version=opset)

@@ -28,6 +28,8 @@ from .model_loading import (build_model, checkpoint_dataset_meta, checkpoint_fit
                             load_exactly, trained_state_dict)
 from .parity import compare_detections, relative_error
 from .requirements import require
+from . import torch_support
+from .torch_support import export_torchscript
 
 DEFAULT_OPSET = 17  # LayerNormalization (17); RoiAlign half_pixel (16)
 MIN_OPSET = 17
@@ -118,6 +120,10 @@ def export_problems(config: str, checkpoint: str, out_dir: str, options: ExportO
                         '(LayerNormalization is opset 17; RoiAlign half_pixel opset 16)')
     if options.shape is not None:
         problems += shape_problems(options.shape)
+    if options.fp16 and not torch_support.cpu_runs_float16_convolutions():
+        problems.append(f'--fp16: torch {torch.__version__} has no float16 convolution on the '
+                        'CPU, which tracing the float16 network needs (torch 2.1 lacks it); '
+                        'export with a newer torch (the tested lock has 2.13), or export fp32')
     return problems
 
 
@@ -277,10 +283,10 @@ def export_model(config: str, checkpoint: str, out_dir: str,
     onnx_file.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(onnx_file) as tmp:
         with torch.no_grad():
-            torch.onnx.export(wrapper, (example,), str(tmp), input_names=['pixels'],
-                              output_names=names, opset_version=options.opset,
-                              dynamic_axes=_dynamic_axes(family, names, options.dynamic),
-                              do_constant_folding=True, dynamo=False)
+            export_torchscript(wrapper, (example,), str(tmp), input_names=['pixels'],
+                               output_names=names, opset_version=options.opset,
+                               dynamic_axes=_dynamic_axes(family, names, options.dynamic),
+                               do_constant_folding=True)
         require('onnx').checker.check_model(str(tmp))
         with torch.no_grad():
             reference = _to_numpy(reference_wrapper(example))
