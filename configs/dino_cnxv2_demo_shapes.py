@@ -78,10 +78,10 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-# 400 train images / batch 8 = 50 iterations per epoch; 6 epochs, because an iteration costs
+# 400 train images / batch 8 = 50 iterations per epoch; 4 epochs, because an iteration costs
 # about 4.5 s on 2 CPU cores (the Mask R-CNN demo's: 1 s), in the deformable attention's PyTorch
 # path (docs/query_heads.md compares it with the Mask R-CNN demo at equal epochs).
-max_epochs = 6
+max_epochs = 4
 train_cfg = dict(max_epochs=max_epochs, val_interval=2)
 # AdamW through the layer-decay constructor with decay 1.0 (no decay): from scratch there is no
 # pretrained representation to protect, and for the same reason the recipe's backbone lr_mult
