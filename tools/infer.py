@@ -31,16 +31,15 @@ def use_config_classes_if_checkpoint_has_none(model, cfg, checkpoint: str) -> No
     """mmdet's ``init_detector`` and mmseg's ``init_model`` take the classes and palette from
     the checkpoint's meta and, where it has none (a converted or hand-saved checkpoint), fall
     back to COCO's / Cityscapes' with a warning: the pictures then name the wrong classes in the
-    wrong colours. Take the config's test-set ``metainfo`` instead, where it gives classes."""
-    from cnxv2_dense.deploy.model_loading import checkpoint_dataset_meta
-    if checkpoint_dataset_meta(checkpoint):
-        return
-    for key in ('test_dataloader', 'val_dataloader'):
-        metainfo = ((cfg.get(key) or {}).get('dataset') or {}).get('metainfo') or {}
-        if metainfo.get('classes'):
-            model.dataset_meta = {k: v for k, v in dict(metainfo).items()
-                                  if k in ('classes', 'palette')}
-            return
+    wrong colours. Take the config's test-set ``metainfo`` instead, where it gives classes.
+    (This reads the checkpoint a second time: the toolboxes' ``init_*`` do not say whether they
+    fell back.)"""
+    from cnxv2_dense.deploy.model_loading import config_metainfo, read_trained_checkpoint
+    classes = config_metainfo(cfg, 'classes')
+    if classes and not read_trained_checkpoint(checkpoint)[1]:
+        palette = config_metainfo(cfg, 'palette')
+        model.dataset_meta = dict(classes=classes, **({} if palette is None else
+                                                      dict(palette=palette)))
 
 
 def build_predictor(config: str, checkpoint: str, device: str, backend: str = 'pytorch'):

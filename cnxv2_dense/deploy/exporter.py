@@ -24,8 +24,8 @@ from ..utils import load_config
 from ..utils.atomic_file import atomic_output
 from .families import model_family
 from .metadata import build_metadata, preprocessing, write_metadata
-from .model_loading import (build_model, checkpoint_dataset_meta, checkpoint_fit_problems,
-                            load_exactly, trained_state_dict)
+from .model_loading import (build_model, checkpoint_fit_problems, config_metainfo, load_exactly,
+                            read_trained_checkpoint)
 from .parity import compare_detections, relative_error
 from .requirements import require
 from . import torch_support
@@ -132,11 +132,7 @@ def _dataset_meta_value(key: str, trained: Dict[str, Any], cfg: Config) -> Optio
     dataset's in its meta, as mmdet / mmseg's ``init_*`` read it), else the config's metainfo."""
     value = trained.get(key)
     if value is None:
-        for loader in ('test_dataloader', 'val_dataloader'):
-            dataset = (cfg.get(loader) or {}).get('dataset') or {}
-            value = (dataset.get('metainfo') or {}).get(key)
-            if value is not None:
-                break
+        value = config_metainfo(cfg, key)
     if value is None:
         return None
     if key == 'palette':  # a trained dataset's palette may hold numpy integers
@@ -267,11 +263,10 @@ def export_model(config: str, checkpoint: str, out_dir: str,
     cfg = load_config(config)
     family = 'backbone' if options.backbone_only else model_family(cfg)
     model = build_model(cfg)
-    state = trained_state_dict(checkpoint)
+    state, trained = read_trained_checkpoint(checkpoint)
     stop_on_input_problems(checkpoint_fit_problems(model, state, config, checkpoint), config,
                            'the export', 'nothing was written')
     load_exactly(model, state)
-    trained = checkpoint_dataset_meta(checkpoint)
     shape = tuple(options.shape) if options.shape is not None else default_shape(cfg, family)
     dtype = torch.float16 if options.fp16 else torch.float32
     wrapper = exportable_module(family, model, cfg, dtype)

@@ -5,7 +5,7 @@ another arch or another number of classes loads partly, with a warning, and the 
 is then silently wrong. Here every key and shape must match before anything is exported.
 """
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from mmengine.config import Config
@@ -30,27 +30,33 @@ def build_model(cfg: Config) -> nn.Module:
     return model.eval()
 
 
-def trained_state_dict(checkpoint: Union[str, Path]) -> Dict[str, torch.Tensor]:
+def read_trained_checkpoint(checkpoint: Union[str, Path]
+                            ) -> Tuple[Dict[str, torch.Tensor], Dict]:
     """The model weights of a checkpoint written by ``tools/train.py`` (or a plain state dict),
-    read safely (weights only)."""
+    read once and safely (weights only), and its ``meta['dataset_meta']`` (the classes and
+    palette the model was trained with, which mmdet's / mmseg's ``init_*`` give the model), or
+    ``{}``."""
     allow_mmengine_checkpoints()
     obj = read_checkpoint(checkpoint)
     state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict):
         raise ValueError(f'{checkpoint} holds a {type(state).__name__}, not model weights')
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()
-            if isinstance(v, torch.Tensor)}
-
-
-def checkpoint_dataset_meta(checkpoint: Union[str, Path]) -> Dict:
-    """``meta['dataset_meta']`` of a checkpoint written by mmengine's Runner (the classes and
-    palette the model was trained with, which mmdet's / mmseg's ``init_*`` give the model), or
-    ``{}``."""
-    allow_mmengine_checkpoints()
-    obj = read_checkpoint(checkpoint)
+    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()
+             if isinstance(v, torch.Tensor)}
     meta = obj.get('meta') if isinstance(obj, dict) else None
     dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
-    return dict(dataset_meta) if isinstance(dataset_meta, dict) else {}
+    return state, dict(dataset_meta) if isinstance(dataset_meta, dict) else {}
+
+
+def config_metainfo(cfg: Config, key: str) -> Optional[Any]:
+    """``metainfo[key]`` (``classes``, ``palette``) of the config's test dataset, else of its
+    val dataset; None if neither gives it."""
+    for loader in ('test_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        value = (dataset.get('metainfo') or {}).get(key)
+        if value is not None:
+            return value
+    return None
 
 
 def checkpoint_fit_problems(model: nn.Module, state: Dict[str, torch.Tensor], config: str,
@@ -59,7 +65,7 @@ def checkpoint_fit_problems(model: nn.Module, state: Dict[str, torch.Tensor], co
 
     Args:
         model (nn.Module): The config's model.
-        state (dict): The checkpoint's weights (:func:`trained_state_dict`).
+        state (dict): The checkpoint's weights (:func:`read_trained_checkpoint`).
         config (str): The config file, for the messages.
         checkpoint (str): The checkpoint file, for the messages.
         max_listed (int): Keys named per kind of problem. Defaults to 5.

@@ -21,6 +21,7 @@ from mmengine.structures import InstanceData, PixelData
 
 from ..registry import MODELS
 from .metadata import read_metadata
+from .model_loading import config_metainfo
 from .requirements import require
 
 
@@ -247,15 +248,9 @@ def dataset_meta_of(onnx_file: str, cfg) -> dict:
     with), the palette from the config's dataset for an export that has none."""
     meta = read_metadata(onnx_file)
     dataset_meta = dict(classes=tuple(meta.get('classes') or ()))
-    if meta.get('palette'):
-        dataset_meta['palette'] = [tuple(c) for c in meta['palette']]
-        return dataset_meta
-    for key in ('test_dataloader', 'val_dataloader'):
-        palette = (((cfg.get(key) or {}).get('dataset') or {}).get('metainfo') or {}).get(
-            'palette')
-        if palette is not None:
-            dataset_meta['palette'] = [tuple(c) for c in palette]
-            break
+    palette = meta.get('palette') or config_metainfo(cfg, 'palette')
+    if palette is not None:
+        dataset_meta['palette'] = [tuple(c) for c in palette]
     return dataset_meta
 
 
