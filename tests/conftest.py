@@ -33,6 +33,51 @@ DEMO_CONFIG = os.path.join(ROOT, 'configs', 'mask_rcnn_cnxv2_demo_shapes.py')
 PR_GET_PDEATHSIG = 2  # from <linux/prctl.h>
 
 
+# --- The published ConvNeXt V1 rule, written out independently of cnxv2_dense -----------------
+# ConvNeXt V1 repo, object_detection/mmcv_custom/layer_decay_optimizer_constructor.py: with
+# `num_layers` from the config, `layer_wise` ids come from the function below called with
+# `num_layers`, `stage_wise` ids from the one after called with `num_layers + 2`, and the lr scale
+# is decay_rate ** (num_layers + 2 - layer_id - 1). No weight decay for 1-D params and biases.
+
+def v1_layer_id_layer_wise(var_name: str, num_max_layer: int) -> int:
+    parts = var_name.split('.')
+    if var_name.startswith('backbone.downsample_layers'):
+        stage_id = int(parts[2])
+        return {0: 0, 1: 2, 2: 3, 3: num_max_layer}[stage_id]
+    if var_name.startswith('backbone.stages'):
+        stage_id, block_id = int(parts[2]), int(parts[3])
+        if stage_id == 0:
+            return 1
+        if stage_id == 1:
+            return 2
+        if stage_id == 2:
+            return 3 + block_id // 3
+        return num_max_layer
+    return num_max_layer + 1
+
+
+def v1_layer_id_stage_wise(var_name: str, num_max_layer: int) -> int:
+    if var_name.startswith('backbone.downsample_layers'):
+        return 0
+    if var_name.startswith('backbone.stages'):
+        return int(var_name.split('.')[2]) + 1
+    return num_max_layer - 1
+
+
+def v1_layer_id(var_name: str, decay_type: str, num_layers: int) -> int:
+    if decay_type == 'layer_wise':
+        return v1_layer_id_layer_wise(var_name, num_layers)
+    return v1_layer_id_stage_wise(var_name, num_layers + 2)
+
+
+def v1_lr_scale(var_name: str, decay_type: str, num_layers: int, decay_rate: float) -> float:
+    return decay_rate ** (num_layers + 2 - v1_layer_id(var_name, decay_type, num_layers) - 1)
+
+
+def v1_weight_decay(var_name: str, param: torch.Tensor, base_wd: float) -> float:
+    return 0. if param.ndim == 1 or var_name.endswith('.bias') else base_wd
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Registered here rather than in an ini file: works the same on pytest 7.0 (the lowest
     # environment) and on the lock's pytest 8, and changes nothing else about the run.

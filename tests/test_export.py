@@ -335,6 +335,44 @@ def test_a_static_export_refuses_another_input_size(seg_setup, tmp_path):
         model(example_input((64, 96)).numpy())
 
 
+def test_a_static_batch_export_takes_that_batch_and_refuses_another(seg_setup, tmp_path):
+    """--batch 2: the graph's input is (2, 3, H, W), its four outputs are PyTorch's backbone's
+    at batch 2, and the runtime refuses one image naming --batch and --dynamic."""
+    from cnxv2_dense.deploy.runtime import OnnxModel
+    _, _, config, checkpoint = seg_setup
+    result = export_model(str(config), str(checkpoint), str(tmp_path),
+                          ExportOptions(backbone_only=True, batch=2))
+    assert result.check['passed'], result.check
+    assert result.metadata['input']['shape'] == [2, 3, 96, 96]
+    graph_input = session(result.onnx_file).get_inputs()[0]
+    assert graph_input.shape == [2, 3, 96, 96]
+    model = build_model(Config.fromfile(str(config)))
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)['state_dict'])
+    pixels = example_input((96, 96), 2, seed=3).numpy()
+    onnx_model = OnnxModel(result.onnx_file)
+    ours = onnx_model(pixels)
+    with torch.no_grad():
+        reference = model.backbone(normalised(pixels).float())
+    for i, ref in enumerate(reference):
+        got = ours[f'features_{i}']
+        assert got.shape == tuple(ref.shape) and got.shape[0] == 2
+        assert np.abs(got - ref.numpy()).max() / np.abs(ref.numpy()).max() < 1e-4
+    with pytest.raises(ValueError, match='batches of 2') as err:
+        onnx_model(pixels[:1])
+    assert '--batch 1' in str(err.value) and '--dynamic' in str(err.value)
+
+
+@pytest.mark.parametrize('batch, dynamic, message', [(0, False, 'at least one image'),
+                                                     (2, True, 'give one of the two')])
+def test_a_batch_the_export_cannot_take_is_refused(seg_setup, tmp_path, batch, dynamic,
+                                                   message):
+    _, _, config, checkpoint = seg_setup
+    with pytest.raises(SystemExit, match=message):
+        export_model(str(config), str(checkpoint), str(tmp_path),
+                     ExportOptions(batch=batch, dynamic=dynamic))
+    assert not any(tmp_path.iterdir())
+
+
 def test_fp16_on_a_torch_without_cpu_float16_convolutions_is_refused(seg_setup, tmp_path,
                                                                         monkeypatch):
     """torch 2.1 (the oldest supported) cannot convolve float16 on the CPU, which tracing the

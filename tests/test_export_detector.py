@@ -140,6 +140,16 @@ def test_detector_with_no_detections_exports_and_returns_empty(images, tmp_path)
     assert masks.shape[0] == 0
 
 
+def test_a_detector_with_a_static_batch_is_refused_naming_the_backbone_route(tmp_path):
+    config = tiny_config(tmp_path, 'mask_rcnn')
+    checkpoint = trained_like_checkpoint(config, tmp_path / 'model.pth')
+    with pytest.raises(SystemExit, match='one image per call') as err:
+        export_model(str(config), str(checkpoint), str(tmp_path / 'out'),
+                     ExportOptions(batch=4))
+    assert '--backbone-only --batch N' in str(err.value)
+    assert not (tmp_path / 'out').exists() or not any((tmp_path / 'out').iterdir())
+
+
 def test_paste_masks_equals_mmdet_paste():
     """The numpy paste = mmdet's ``_do_paste_mask`` (grid_sample, align_corners=False)."""
     from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask

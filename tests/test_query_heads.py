@@ -16,7 +16,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
-from .conftest import ROOT, TINY_ARCH
+from .conftest import ROOT, TINY_ARCH, v1_lr_scale, v1_weight_decay
 
 IMAGE = 64  # synthetic image side: 1/32 of it is 2 px, the coarsest level still has 2x2 cells
 
@@ -464,6 +464,77 @@ def test_mask2former_coco_panoptic_lr_decay_groups():
     assert_groups(cfg, expected)
     instance = load('mask2former_cnxv2_t_coco_instance.py')
     assert instance.optim_wrapper == cfg.optim_wrapper
+
+
+# Every shipped config at its real arch, every parameter: (base lr, base wd, decay_type,
+# decay_rate, num_layers, custom keys as (lr_mult, decay_mult)), written from each header's
+# statement of its recipe, not read from the config. Mask2Former's bases keep its queries and
+# level embeddings out of weight decay; DINO's base does not.
+BACKBONE_X01 = {'backbone': (0.1, 1.0)}
+M2F_KEYS = dict(BACKBONE_X01, query_embed=(1.0, 0.), query_feat=(1.0, 0.), level_embed=(1.0, 0.))
+RECIPES = {
+    'mask2former_cnxv2_t_ade20k.py': (1e-4, 0.05, 'stage_wise', 0.9, 6, M2F_KEYS),
+    'mask2former_cnxv2_b_ade20k.py': (1e-4, 0.05, 'stage_wise', 0.9, 12, M2F_KEYS),
+    'mask2former_cnxv2_l_ade20k.py': (1e-4, 0.05, 'stage_wise', 0.9, 12, M2F_KEYS),
+    'mask2former_cnxv2_t_coco_panoptic.py': (1e-4, 0.05, 'layer_wise', 0.95, 6, M2F_KEYS),
+    'mask2former_cnxv2_b_coco_panoptic.py': (1e-4, 0.05, 'layer_wise', 0.95, 12, M2F_KEYS),
+    'mask2former_cnxv2_t_coco_instance.py': (1e-4, 0.05, 'layer_wise', 0.95, 6, M2F_KEYS),
+    'mask2former_cnxv2_demo_shapes.py':  # from scratch: no decay, backbone at the full lr
+        (1e-3, 0.05, 'stage_wise', 1.0, 6, dict(M2F_KEYS, backbone=(1.0, 1.0))),
+    'dino_cnxv2_t_coco.py': (1e-4, 1e-4, 'layer_wise', 0.95, 6, BACKBONE_X01),
+    'dino_cnxv2_t_36e_coco.py': (1e-4, 1e-4, 'layer_wise', 0.95, 6, BACKBONE_X01),
+    'dino_cnxv2_b_coco.py': (1e-4, 1e-4, 'layer_wise', 0.95, 12, BACKBONE_X01),
+    'dino_cnxv2_b_36e_coco.py': (1e-4, 1e-4, 'layer_wise', 0.95, 12, BACKBONE_X01),
+    'dino_cnxv2_l_coco.py': (1e-4, 1e-4, 'layer_wise', 0.9, 12, BACKBONE_X01),
+    'dino_cnxv2_l_36e_coco.py': (1e-4, 1e-4, 'layer_wise', 0.9, 12, BACKBONE_X01),
+    'dino_cnxv2_demo_shapes.py': (5e-4, 1e-4, 'layer_wise', 1.0, 6, {'backbone': (1.0, 1.0)}),
+}
+
+
+def governing_key(name: str, keys: Dict[str, Tuple[float, float]]):
+    """mmengine's custom-key choice: the longest key contained in the name (ties:
+    alphabetical), or None."""
+    for key in sorted(sorted(keys), key=len, reverse=True):
+        if key in name:
+            return key
+    return None
+
+
+def test_every_shipped_config_has_a_stated_recipe():
+    assert set(RECIPES) == set(SHIPPED)
+
+
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_every_parameter_of_the_full_size_model_gets_the_v1_rule_times_the_custom_keys(name):
+    """The real arch (T / B / L, depth-27 third stages included), all parameters: lr = base lr x
+    the ConvNeXt V1 rule's scale (conftest, restated from the V1 repository) x the governing
+    custom key's lr_mult; weight decay = 0 for 1-D parameters, biases and GRN, else base wd x
+    its decay_mult. A config that lost a key, a num_layers or a decay rate fails here."""
+    lr, wd, decay_type, rate, num_layers, keys = RECIPES[name]
+    cfg = load(name)
+    cfg.model.backbone.init_cfg = None
+    model = build_model(cfg)
+    table = per_param(build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups)
+    params = dict(model.named_parameters())
+    assert set(table) == {n for n, p in params.items() if p.requires_grad}
+    depth = max(model.backbone.depths)
+    assert depth <= 3 * (num_layers - 3)  # the V1 rule's ids stay below the last stage's
+    wrong = []
+    for pname, param in params.items():
+        key = governing_key(pname, keys)
+        lr_mult, decay_mult = keys[key] if key else (1.0, 1.0)
+        scale = v1_lr_scale(pname, decay_type, num_layers, rate) if pname.startswith(
+            'backbone.') else 1.0
+        no_decay = v1_weight_decay(pname, param, wd) == 0. or '.grn.' in pname
+        want = (lr * scale * lr_mult, 0. if no_decay else wd * decay_mult)
+        got = table[pname]
+        if got[0] != pytest.approx(want[0], rel=1e-9) or got[1] != pytest.approx(want[1],
+                                                                                 abs=1e-12):
+            wrong.append(f'{pname}: got {got}, want {want}')
+    assert not wrong, '\n'.join(wrong[:20])
+    # The rule reached the deepest ids: the stem trains at rate ** (num_layers + 1).
+    stem = table['backbone.downsample_layers.0.0.weight'][0]
+    assert stem == pytest.approx(lr * keys['backbone'][0] * rate ** (num_layers + 1), rel=1e-9)
 
 
 # --- 5. The recipes are the toolboxes' own, and so are the numbers the headers quote ------------

@@ -1,7 +1,7 @@
 """Export a trained model to ONNX (mmdet's command-line style), checked against PyTorch.
 
-    python tools/export.py CONFIG CHECKPOINT --out DIR [--shape H W] [--dynamic] [--fp16]
-                           [--opset 17] [--backbone-only] [--overwrite]
+    python tools/export.py CONFIG CHECKPOINT --out DIR [--shape H W] [--dynamic | --batch N]
+                           [--fp16] [--opset 17] [--backbone-only] [--overwrite]
 
 Writes ``DIR/<config name>[_backbone][_fp16].onnx`` and a ``.json`` beside it that says what the
 input expects (size, channel order, normalisation inside the graph) and what the outputs are.
@@ -34,6 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--dynamic', action='store_true',
                         help='dynamic height and width (and batch, except for detectors, which '
                         'take one image)')
+    parser.add_argument('--batch', type=int, default=1,
+                        help='static batch size (backbone, segmentor; default 1): a fixed '
+                        'batch lets the runtime plan its buffers and kernels for it '
+                        '(docs/speed.md measures it); detectors take one image')
     parser.add_argument('--fp16', action='store_true',
                         help='float16 weights and activations; GRN and LayerNorm statistics stay '
                         'in float32 (no overflow)')
@@ -50,7 +54,8 @@ def main(argv=None):
     args = parse_args(argv)
     options = ExportOptions(shape=tuple(args.shape) if args.shape else None,
                             dynamic=args.dynamic, fp16=args.fp16, opset=args.opset,
-                            overwrite=args.overwrite, backbone_only=args.backbone_only)
+                            overwrite=args.overwrite, backbone_only=args.backbone_only,
+                            batch=args.batch)
     result = export_model(args.config, args.checkpoint, args.out, options)
     print(f'wrote {result.onnx_file} and {result.metadata_file.name}')
     print('check against PyTorch: ' + json.dumps(result.check))

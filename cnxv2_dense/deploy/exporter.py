@@ -50,6 +50,7 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     overwrite: bool = False
     backbone_only: bool = False
+    batch: int = 1  # a static batch size (backbone, segmentor); --dynamic makes it dynamic
 
 
 @dataclass
@@ -120,6 +121,11 @@ def export_problems(config: str, checkpoint: str, out_dir: str, options: ExportO
                         '(LayerNormalization is opset 17; RoiAlign half_pixel opset 16)')
     if options.shape is not None:
         problems += shape_problems(options.shape)
+    if options.batch < 1:
+        problems.append(f'--batch {options.batch}: a batch holds at least one image')
+    elif options.batch > 1 and options.dynamic:
+        problems.append(f'--batch {options.batch} with --dynamic: --dynamic already leaves the '
+                        'batch size open; give one of the two')
     if options.fp16 and not torch_support.cpu_runs_float16_convolutions():
         problems.append(f'--fp16: torch {torch.__version__} has no float16 convolution on the '
                         'CPU, which tracing the float16 network needs (torch 2.1 lacks it); '
@@ -262,6 +268,11 @@ def export_model(config: str, checkpoint: str, out_dir: str,
                            'the export', 'nothing was written')
     cfg = load_config(config)
     family = 'backbone' if options.backbone_only else model_family(cfg)
+    if family == 'detector' and options.batch != 1:
+        stop_on_input_problems(
+            [f'--batch {options.batch}: the exported detectors take one image per call (their '
+             'NMS and mask paste are per image); run images one by one, or export the backbone '
+             'alone with --backbone-only --batch N'], config, 'the export', 'nothing was written')
     model = build_model(cfg)
     state, trained = read_trained_checkpoint(checkpoint)
     stop_on_input_problems(checkpoint_fit_problems(model, state, config, checkpoint), config,
@@ -272,7 +283,7 @@ def export_model(config: str, checkpoint: str, out_dir: str,
     wrapper = exportable_module(family, model, cfg, dtype)
     reference_wrapper = (exportable_module(family, model, cfg, torch.float32) if options.fp16
                          else wrapper)
-    example = example_input(shape)
+    example = example_input(shape, batch=options.batch)
     names = _names(family, wrapper, example)
     onnx_file, meta_file = output_files(config, out_dir, options)
     onnx_file.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +298,7 @@ def export_model(config: str, checkpoint: str, out_dir: str,
             reference = _to_numpy(reference_wrapper(example))
         check = spot_check(family, reference, run_onnx(tmp, example.numpy()), options.fp16)
     dynamic_shape = (['batch' if family != 'detector' else 1, 3, 'height', 'width']
-                     if options.dynamic else [1, 3, *shape])
+                     if options.dynamic else [options.batch, 3, *shape])
     meta = build_metadata(
         family=family, cfg=cfg, config=str(config), checkpoint=str(checkpoint),
         onnx_file=onnx_file.name, opset=options.opset, fp16=options.fp16,

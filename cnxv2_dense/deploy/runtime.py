@@ -62,6 +62,20 @@ class OnnxModel:
         h, w = self.input_shape[2:]
         return [h, w] if isinstance(h, int) and isinstance(w, int) else None
 
+    @property
+    def static_batch(self) -> Optional[int]:
+        """The batch size of a static export (``--batch``), None when the batch is dynamic."""
+        batch = self.input_shape[0]
+        return batch if isinstance(batch, int) else None
+
+    def check_batch(self, batch: int) -> None:
+        """Refuse a batch size a static export cannot take, naming the fix."""
+        if self.static_batch is not None and batch != self.static_batch:
+            raise ValueError(
+                f'{self.onnx_file.name} was exported for batches of {self.static_batch} '
+                f'(static), got {batch} image(s); feed batches of {self.static_batch}, or export '
+                f'with --batch {batch} or --dynamic')
+
     def check_size(self, height: int, width: int) -> None:
         """Refuse an input size a static export cannot take, naming the fix."""
         size = self.static_size
@@ -72,6 +86,7 @@ class OnnxModel:
 
     def __call__(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
         """Run the graph on ``(N, 3, H, W)`` float32 pixels in the metadata's channel order."""
+        self.check_batch(pixels.shape[0])
         self.check_size(*pixels.shape[2:])
         outputs = self.session.run(None, {'pixels': np.ascontiguousarray(pixels, np.float32)})
         return dict(zip(self.output_names, outputs))
