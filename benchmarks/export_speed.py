@@ -7,6 +7,9 @@ Cases (``--cases``, comma-separated ``model:batch``):
 
 * ``backbone:1``, ``backbone:8``: ConvNeXt V2-tiny alone (its four stage outputs) at
   ``--backbone-size`` (224) px;
+* ``backbone_static:8``: the same backbone exported with a static batch (``tools/export.py
+  --batch 8``) instead of ``--dynamic``, to see whether a fixed shape lets ONNX Runtime plan a
+  faster graph;
 * ``upernet:1``: the UperNet-T segmentor of ``configs/upernet_cnxv2_t_ade20k.py`` (150 classes,
   auxiliary head left out as at test time) at ``--segmentor-size`` (512) px, per-pixel scores and
   labels at the input size.
@@ -44,6 +47,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 ROOT = Path(__file__).resolve().parents[1]
 SEGMENTOR_CONFIG = ROOT / 'configs' / 'upernet_cnxv2_t_ade20k.py'
 RUNTIMES = ('pytorch', 'onnxruntime', 'openvino')
+KINDS = ('backbone', 'backbone_static', 'upernet')
 GOAL = 1.3  # issue 28: ONNX Runtime at least 1.3x PyTorch eager on the backbone and segmentor
 
 
@@ -65,8 +69,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     cases = []
     for case in args.cases.split(','):
         model, _, batch = case.strip().partition(':')
-        if model not in ('backbone', 'upernet') or not batch.isdigit() or int(batch) < 1:
-            parser.error(f'--cases: {case!r} is not backbone:N or upernet:N')
+        if model not in KINDS or not batch.isdigit() or int(batch) < 1:
+            parser.error(f'--cases: {case!r} is not MODEL:N with MODEL of {", ".join(KINDS)}')
         cases.append((model, int(batch)))
     args.cases = cases
     args.runtimes = [r.strip() for r in args.runtimes.split(',') if r.strip()]
@@ -103,7 +107,7 @@ def eager_forward(model, kind: str, mean, std) -> Callable:
 
     def forward(pixels):
         x = (pixels - mean) / std
-        if kind == 'backbone':
+        if kind.startswith('backbone'):
             return model.backbone(x)
         logits = model.decode_head(model.extract_feat(x))
         scores = F.interpolate(logits, size=pixels.shape[2:], mode='bilinear',
@@ -201,22 +205,26 @@ def run(args: argparse.Namespace) -> dict:
         pre = preprocessing(cfg)
         files = {}
         for kind, batch in args.cases:
-            size = args.size or (args.backbone_size if kind == 'backbone' else
-                                 args.segmentor_size)
-            if (kind, size) not in files:  # the backbone graph is dynamic: one file per size
-                options = ExportOptions(shape=(size, size), backbone_only=kind == 'backbone',
-                                        dynamic=kind == 'backbone')
-                result = export_model(str(config), str(checkpoint), str(tmp / f'{kind}_{size}'),
-                                      options)
-                files[kind, size] = result.onnx_file
+            backbone = kind.startswith('backbone')
+            size = args.size or (args.backbone_size if backbone else args.segmentor_size)
+            # The dynamic backbone graph takes every batch: one file per size; a static one
+            # per size and batch.
+            key = (kind, size, batch if kind == 'backbone_static' else None)
+            if key not in files:
+                options = ExportOptions(shape=(size, size), backbone_only=backbone,
+                                        dynamic=kind == 'backbone',
+                                        batch=batch if kind == 'backbone_static' else 1)
+                result = export_model(str(config), str(checkpoint),
+                                      str(tmp / '_'.join(map(str, key))), options)
+                files[key] = result.onnx_file
             pixels = example_input((size, size), batch=batch)
             eager = eager_forward(model, kind, pre['mean'], pre['std'])
             runners = {'pytorch': lambda x, f=eager: f(x)}
             inputs = {'pytorch': pixels}
             if 'onnxruntime' in runtimes:
-                runners['onnxruntime'] = onnxruntime_runner(files[kind, size], threads)
+                runners['onnxruntime'] = onnxruntime_runner(files[key], threads)
             if 'openvino' in runtimes:
-                runners['openvino'] = openvino_runner(files[kind, size], threads)
+                runners['openvino'] = openvino_runner(files[key], threads)
             for name in runners:
                 if name != 'pytorch':
                     inputs[name] = pixels.numpy()

@@ -3,6 +3,8 @@ against a threshold here)."""
 import importlib.util
 import os.path as osp
 
+import pytest
+
 from .conftest import ROOT
 
 
@@ -33,11 +35,12 @@ def test_export_speed_times_every_runtime_on_one_export_and_compares_outputs(tmp
     """benchmarks/export_speed.py at 64 px: each case exported once, each runtime timed on it and
     its outputs compared with PyTorch eager (which would catch a runtime running another graph)."""
     export_speed = load_script('export_speed')
-    results = export_speed.main(['--cases', 'backbone:1,backbone:2,upernet:1', '--size', '64',
+    results = export_speed.main(['--cases', 'backbone:1,backbone:2,backbone_static:2,upernet:1',
+                                 '--size', '64',
                                  '--rounds', '1', '--warmup', '0', '--threads', '1',
                                  '--out', str(tmp_path / 'speed.json')])
     assert [(r['model'], r['batch']) for r in results['rows']] == [
-        ('backbone', 1), ('backbone', 2), ('upernet', 1)]
+        ('backbone', 1), ('backbone', 2), ('backbone_static', 2), ('upernet', 1)]
     for row in results['rows']:
         assert set(row['medians']) == set(export_speed.RUNTIMES)  # openvino is in the lock
         assert all(value > 0 for value in row['medians'].values())
@@ -45,3 +48,14 @@ def test_export_speed_times_every_runtime_on_one_export_and_compares_outputs(tmp
     assert results['threads'] == 1
     assert 'Goal (issue 28)' in capsys.readouterr().out
     assert (tmp_path / 'speed.json').is_file()
+
+
+def test_onnxruntime_profile_shares_add_up_and_name_the_graphs_operators(capsys):
+    """benchmarks/onnxruntime_profile.py at 64 px: every operator type ONNX Runtime timed, with
+    shares summing to one; the MatMuls of the pointwise layers and GRN's ReduceL2 among them."""
+    profile = load_script('onnxruntime_profile')
+    result = profile.main(['--batch', '1', '--size', '64', '--runs', '1', '--threads', '1'])
+    assert sum(result['shares'].values()) == pytest.approx(1.0)
+    assert {'MatMul', 'ReduceL2', 'Conv', 'LayerNormalization'} <= set(result['shares'])
+    assert set(result['medians']) == {'all', 'extended'}
+    assert 'share of kernel time by operator' in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """Two-stage detector post-processing that exports to **standard** ONNX ops.
 
 A deployed detector must run in a stock ONNX Runtime, without a custom-ops library (mmdeploy's
-is built for onnxruntime 1.15; docs in REFERENCES.md section 7). Each op here is a
+is built for onnxruntime 1.15: open-mmlab/mmdeploy, docs/en/05-supported-backends/onnxruntime.md;
+docs/deploy.md says more). Each op here is a
 :class:`torch.autograd.Function` whose ``forward`` computes with mmcv's own op (so eager results,
 and the values the TorchScript tracer sees, are mmdet's) and whose ``symbolic`` emits the
 standard ONNX op that computes the same thing:
