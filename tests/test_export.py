@@ -84,6 +84,26 @@ def test_exportable_adaptive_pool_equals_torch(size_in, size_out):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_the_export_grn_equals_grn_and_stays_finite_in_float16():
+    """GRNForExport (the norm as sqrt(ReduceSum(x * x)) over H*W) gives GRN's values; on a
+    float16 input whose squares overflow float16 its output is finite and equals GRN's."""
+    from cnxv2_dense.deploy.grn_export import GRNForExport, use_export_grn
+    grn = GRN(16)
+    torch.nn.init.normal_(grn.gamma, std=0.5)
+    torch.nn.init.normal_(grn.beta, std=0.5)
+    export = GRNForExport.from_grn(grn)
+    x = torch.randn(2, 5, 7, 16)
+    torch.testing.assert_close(export(x), grn(x), rtol=1e-6, atol=1e-6)
+    big = (300 * torch.randn(1, 16, 16, 16)).half()
+    assert torch.isinf((big * big).sum(dim=(1, 2))).any()  # a float16 norm would overflow
+    out = export(big)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), grn(big).float(), rtol=1e-3, atol=1e-2)
+    block = torch.nn.Sequential(torch.nn.Linear(16, 16), GRN(16))
+    use_export_grn(block)
+    assert type(block[1]) is GRNForExport and block[1].gamma is not None
+
+
 # --- backbone and segmentor parity ---------------------------------------------------------
 
 def test_backbone_export_matches_pytorch_at_other_sizes_and_batches(seg_setup, tmp_path):
@@ -215,9 +235,11 @@ def test_fp16_graph_keeps_grn_and_layernorm_statistics_in_fp32(seg_setup, tmp_pa
     dtypes.update({init.name: init.data_type for init in graph.initializer})
     seen = {}
     for node in graph.node:
-        if node.op_type in ('ReduceL2', 'LayerNormalization', 'Conv', 'MatMul'):
+        if node.op_type in ('ReduceL2', 'ReduceSum', 'LayerNormalization', 'Conv', 'MatMul'):
             seen.setdefault(node.op_type, set()).add(dtypes[node.input[0]])
-    assert seen['ReduceL2'] == {onnx.TensorProto.FLOAT}
+    # GRN's norm: sqrt(ReduceSum(x * x)) over H*W (deploy/grn_export.py), in float32.
+    assert 'ReduceL2' not in seen
+    assert seen['ReduceSum'] == {onnx.TensorProto.FLOAT}
     assert seen['LayerNormalization'] == {onnx.TensorProto.FLOAT}
     assert seen['Conv'] == {onnx.TensorProto.FLOAT16}
     assert seen['MatMul'] == {onnx.TensorProto.FLOAT16}

@@ -19,10 +19,10 @@ from mmengine.config import Config
 from torch import nn
 
 from ..checks import stop_on_input_problems
-from ..models.layers import GRN
 from ..utils import load_config
 from ..utils.atomic_file import atomic_output
 from .families import model_family
+from .grn_export import use_export_grn
 from .metadata import build_metadata, preprocessing, write_metadata
 from .model_loading import (build_model, checkpoint_fit_problems, config_metainfo, load_exactly,
                             read_trained_checkpoint)
@@ -150,10 +150,8 @@ def exportable_module(family: str, model: nn.Module, cfg: Config, dtype: torch.d
                       ) -> nn.Module:
     """The module that is traced for ``family`` (backbone, segmentor, detector), around a copy of
     ``model``: normalisation in the graph, GRN on plain ops, ``dtype`` for the network."""
-    model = copy.deepcopy(model)
-    for module in model.modules():  # the plain-ops GRN: same outputs, no autograd.Function
-        if isinstance(module, GRN):
-            module.fused = False
+    # GRN on plain ops (no autograd.Function), its norm written for ONNX Runtime (grn_export)
+    model = use_export_grn(copy.deepcopy(model))
     pre = preprocessing(cfg)
     if family == 'backbone':
         from .backbone import BackboneForExport
