@@ -96,6 +96,22 @@ model = dict(backbone=dict(init_cfg=None), decode_head=dict(norm_cfg=norm_cfg),
     return config
 
 
+def random_segmentor(folder: Path):
+    """``(config, cfg, model, checkpoint)``: the CPU UperNet-T config, its model with seeded
+    random weights (the speed does not depend on them) and those weights saved as a checkpoint."""
+    import torch
+
+    from cnxv2_dense.deploy.model_loading import build_model
+    from cnxv2_dense.utils import load_config
+    config = cpu_config(folder)
+    cfg = load_config(str(config))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    checkpoint = folder / 'random.pth'
+    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    return config, cfg, model, checkpoint
+
+
 def eager_forward(model, kind: str, mean, std) -> Callable:
     """What mmseg computes at test time for one whole image, from 0-255 RGB pixels."""
     import torch
@@ -172,8 +188,6 @@ def run(args: argparse.Namespace) -> dict:
     from cnxv2_dense.deploy import ExportOptions, export_model
     from cnxv2_dense.deploy.exporter import example_input
     from cnxv2_dense.deploy.metadata import preprocessing
-    from cnxv2_dense.deploy.model_loading import build_model
-    from cnxv2_dense.utils import load_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,12 +210,7 @@ def run(args: argparse.Namespace) -> dict:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        config = cpu_config(tmp)
-        cfg = load_config(str(config))
-        torch.manual_seed(0)
-        model = build_model(cfg)
-        checkpoint = tmp / 'random.pth'
-        torch.save(dict(state_dict=model.state_dict()), checkpoint)
+        config, cfg, model, checkpoint = random_segmentor(tmp)
         pre = preprocessing(cfg)
         files = {}
         for kind, batch in args.cases:
@@ -209,11 +218,11 @@ def run(args: argparse.Namespace) -> dict:
             size = args.size or (args.backbone_size if backbone else args.segmentor_size)
             # The dynamic backbone graph takes every batch: one file per size; a static one
             # per size and batch.
-            key = (kind, size, batch if kind == 'backbone_static' else None)
+            static_batch = batch if kind == 'backbone_static' else None
+            key = (kind, size, static_batch)
             if key not in files:
                 options = ExportOptions(shape=(size, size), backbone_only=backbone,
-                                        dynamic=kind == 'backbone',
-                                        batch=batch if kind == 'backbone_static' else 1)
+                                        dynamic=kind == 'backbone', batch=static_batch or 1)
                 result = export_model(str(config), str(checkpoint),
                                       str(tmp / '_'.join(map(str, key))), options)
                 files[key] = result.onnx_file

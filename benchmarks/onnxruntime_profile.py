@@ -35,19 +35,12 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     import onnxruntime as ort
-    import torch
 
     from cnxv2_dense.deploy import ExportOptions, export_model
     from cnxv2_dense.deploy.exporter import example_input
-    from cnxv2_dense.deploy.model_loading import build_model
-    from cnxv2_dense.utils import load_config
 
     tmp = Path(tempfile.mkdtemp(prefix='ort_profile_'))
-    config = export_speed.cpu_config(tmp)
-    torch.manual_seed(0)
-    model = build_model(load_config(str(config)))
-    checkpoint = tmp / 'random.pth'
-    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    config, _, _, checkpoint = export_speed.random_segmentor(tmp)
     backbone = args.model == 'backbone'
     onnx_file = export_model(str(config), str(checkpoint), str(tmp / 'onnx'), ExportOptions(
         shape=(args.size, args.size), backbone_only=backbone, dynamic=backbone)).onnx_file

@@ -33,9 +33,10 @@ class GRNForExport(GRN):
         x32 = layers._upcast(x)  # the model's GRN upcast (a test swaps it for the naive graph)
         # (N, H*W, C) with H*W as -1: a static export's constants then fix only N and C.
         flat = (x32 * x32).reshape(x32.shape[0], -1, x32.shape[-1])
-        gx = flat.sum(dim=1, keepdim=True).sqrt().unsqueeze(1)
-        nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)
-        out = x32 * (self.gamma * nx + 1.0) + self.beta  # float32 parameters (precision.py)
+        gx = flat.sum(dim=1, keepdim=True).sqrt().unsqueeze(1)  # (N, 1, 1, C)
+        # From G(x) on, the model's own GRN math (float32 parameters, precision.py).
+        _, _, scale = layers._grn_scale(gx, self.gamma, self.eps, self.channel_dim)
+        out = torch.addcmul(layers._param_view(self.beta, x.dim(), self.channel_dim), x32, scale)
         return out.to(x.dtype)
 
 
