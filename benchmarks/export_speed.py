@@ -27,20 +27,28 @@ same number of CPU threads (``--threads``, default torch's):
   printed reason if openvino is not installed (it is in requirements/deploy.txt).
 
 The weights are random (the speed does not depend on them); the export tool's own spot check runs
-on each export, and the outputs of each runtime are compared with PyTorch's here too. Within a case
-the runtimes run interleaved, round by round, in a rotating order, so machine noise hits all
-alike; the first ``--warmup`` rounds are dropped, the median of the rest is reported with the
-ratio ``pytorch time / runtime time`` (> 1: faster than PyTorch eager).
+on each export, and the outputs of each runtime are compared with PyTorch's here too. Each runtime
+runs in its own worker process (``--in-process``: all in this one, the first method, where they
+disturb each other; docs/speed.md), and within a case the runtimes run interleaved, round by
+round, in a rotating order, one at a time, so machine noise hits all alike; the first
+``--warmup`` rounds are dropped, the median of the rest is reported with the ratio
+``pytorch time / runtime time`` (> 1: faster than PyTorch eager).
 """
 import argparse
 import json
 import os.path as osp
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
@@ -65,6 +73,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument('--out', help='also write the results here as JSON')
+    parser.add_argument('--in-process', action='store_true',
+                        help='time every runtime in this one process (the first method; they '
+                             'disturb each other, docs/speed.md) instead of one process each')
+    parser.add_argument('--worker-fd', type=int, help=argparse.SUPPRESS)  # WorkerProcess
     args = parser.parse_args(argv)
     cases = []
     for case in args.cases.split(','):
@@ -132,21 +144,42 @@ def eager_forward(model, kind: str, mean, std) -> Callable:
     return forward
 
 
-def onnxruntime_runner(onnx_file: Path, threads: int) -> Callable:
+def pytorch_runner(spec: dict) -> Callable:
+    """Eager PyTorch on the checkpoint's weights (the model ``random_segmentor`` saved)."""
+    import torch
+
+    from cnxv2_dense.deploy.metadata import preprocessing
+    from cnxv2_dense.deploy.model_loading import build_model, load_exactly, read_trained_checkpoint
+    from cnxv2_dense.utils import load_config
+    torch.set_num_threads(spec['threads'])
+    cfg = load_config(spec['config'])
+    model = load_exactly(build_model(cfg), read_trained_checkpoint(spec['checkpoint'])[0])
+    pre = preprocessing(cfg)
+    forward = eager_forward(model, spec['kind'], pre['mean'], pre['std'])
+
+    def run(pixels):
+        with torch.no_grad():
+            out = forward(torch.from_numpy(pixels))
+        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+    return run
+
+
+def onnxruntime_runner(spec: dict) -> Callable:
     import onnxruntime as ort
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = spec['threads']
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(onnx_file), options, providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(spec['onnx_file'], options,
+                                   providers=['CPUExecutionProvider'])
     return lambda pixels: session.run(None, {'pixels': pixels})
 
 
-def openvino_runner(onnx_file: Path, threads: int) -> Callable:
+def openvino_runner(spec: dict) -> Callable:
     import openvino as ov
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(onnx_file)), 'CPU', {
-        'INFERENCE_NUM_THREADS': threads, 'INFERENCE_PRECISION_HINT': 'f32',
+    compiled = core.compile_model(core.read_model(spec['onnx_file']), 'CPU', {
+        'INFERENCE_NUM_THREADS': spec['threads'], 'INFERENCE_PRECISION_HINT': 'f32',
         'PERFORMANCE_HINT': 'LATENCY'})
     request = compiled.create_infer_request()
 
@@ -156,9 +189,91 @@ def openvino_runner(onnx_file: Path, threads: int) -> Callable:
     return run
 
 
-def max_relative_error(outputs, reference) -> float:
-    import numpy as np
+RUNNERS = dict(pytorch=pytorch_runner, onnxruntime=onnxruntime_runner, openvino=openvino_runner)
 
+
+class InProcess:
+    """A runtime in this process: ``run()`` (seconds per call) and ``outputs()``."""
+
+    def __init__(self, runtime: str, spec: dict):
+        self._call = RUNNERS[runtime](spec)
+        self._pixels = spec['pixels']
+
+    def run(self) -> float:
+        start = time.perf_counter()
+        self._call(self._pixels)
+        return time.perf_counter() - start
+
+    def outputs(self) -> list:
+        return [np.asarray(o) for o in self._call(self._pixels)]
+
+    def close(self) -> None:
+        self._call = None
+
+
+class WorkerProcess:
+    """A runtime in its own Python process, driven over a socket: same ``run()`` / ``outputs()``.
+
+    NOTE: in one process the runtimes share the heap and the CPU threads' caches: PyTorch eager
+    frees its large temporaries after each call and takes them again from the heap the other
+    runtimes used in between. Each runtime in its own process has its allocator and thread pool
+    to itself, as in a deployment; the others wait on their socket meanwhile.
+    """
+
+    def __init__(self, runtime: str, spec: dict):
+        ours, theirs = socket.socketpair()
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, '--worker-fd', str(theirs.fileno())],
+            pass_fds=[theirs.fileno()])
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._conn.send(dict(spec, runtime=runtime))
+        self._reply()  # built and ready
+
+    def _reply(self):
+        try:
+            status, value = self._conn.recv()
+        except EOFError:  # died without a word (killed, crashed)
+            status, value = 'error', f'exited with code {self._process.wait()}'
+        if status == 'error':  # the worker has stopped
+            self.close()
+            raise RuntimeError(f'benchmark worker failed:\n{value}')
+        return value
+
+    def run(self) -> float:
+        self._conn.send('run')
+        return self._reply()
+
+    def outputs(self) -> list:
+        self._conn.send('outputs')
+        return self._reply()
+
+    def close(self) -> None:
+        if not self._conn.closed:
+            try:
+                self._conn.send('stop')
+            except OSError:  # the worker has gone already
+                pass
+            self._conn.close()
+        self._process.wait()
+
+
+def serve(fd: int) -> None:
+    """The worker side of :class:`WorkerProcess`."""
+    conn = Connection(fd)
+    try:
+        spec = conn.recv()
+        runtime = InProcess(spec['runtime'], spec)
+        conn.send(('ok', None))
+        for message in iter(conn.recv, 'stop'):
+            conn.send(('ok', runtime.run() if message == 'run' else runtime.outputs()))
+    except Exception:  # the parent raises it with this traceback
+        conn.send(('error', traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def max_relative_error(outputs, reference) -> float:
     from cnxv2_dense.deploy.parity import relative_error
     errors = [relative_error(np.asarray(o), r) for o, r in zip(outputs, reference)
               if np.issubdtype(r.dtype, np.floating)]
@@ -166,20 +281,29 @@ def max_relative_error(outputs, reference) -> float:
 
 
 # ----------------------------------------------------------------------------- timing
-def time_case(runners: Dict[str, Callable], inputs: Dict[str, object], rounds: int,
-              warmup: int) -> Dict[str, List[float]]:
-    """Seconds per call of each runner, interleaved in a rotating order; warm-up rounds dropped."""
-    names = list(runners)
+def time_rounds(run: Callable[[str], float], names: Sequence[str], rounds: int,
+                warmup: int) -> Dict[str, List[float]]:
+    """``run(name)`` (seconds per call) of each name, interleaved in a rotating order, round
+    by round; warm-up rounds dropped."""
+    names = list(names)
     times: Dict[str, List[float]] = {name: [] for name in names}
     for round_index in range(warmup + rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            runners[name](inputs[name])
-            elapsed = time.perf_counter() - start
+            elapsed = run(name)
             if round_index >= warmup:
                 times[name].append(elapsed)
     return times
+
+
+def time_case(runners: Dict[str, Callable], inputs: Dict[str, object], rounds: int,
+              warmup: int) -> Dict[str, List[float]]:
+    """Seconds per call of each in-process runner on its input (:func:`time_rounds`)."""
+    def run(name: str) -> float:
+        start = time.perf_counter()
+        runners[name](inputs[name])
+        return time.perf_counter() - start
+    return time_rounds(run, list(runners), rounds, warmup)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -187,7 +311,6 @@ def run(args: argparse.Namespace) -> dict:
 
     from cnxv2_dense.deploy import ExportOptions, export_model
     from cnxv2_dense.deploy.exporter import example_input
-    from cnxv2_dense.deploy.metadata import preprocessing
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -204,14 +327,15 @@ def run(args: argparse.Namespace) -> dict:
     if 'openvino' in runtimes:
         import openvino
         versions['openvino'] = openvino.__version__
-    print(f'threads={threads} rounds={args.rounds} warmup={args.warmup} '
+    isolation = 'one process' if args.in_process else 'a process per runtime'
+    print(f'threads={threads} rounds={args.rounds} warmup={args.warmup} ({isolation}) '
           + ' '.join(f'{k}={v}' for k, v in versions.items()), flush=True)
+    host = InProcess if args.in_process else WorkerProcess
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        config, cfg, model, checkpoint = random_segmentor(tmp)
-        pre = preprocessing(cfg)
+        config, _, _, checkpoint = random_segmentor(tmp)
         files = {}
         for kind, batch in args.cases:
             backbone = kind.startswith('backbone')
@@ -226,24 +350,21 @@ def run(args: argparse.Namespace) -> dict:
                 result = export_model(str(config), str(checkpoint),
                                       str(tmp / '_'.join(map(str, key))), options)
                 files[key] = result.onnx_file
-            pixels = example_input((size, size), batch=batch)
-            eager = eager_forward(model, kind, pre['mean'], pre['std'])
-            runners = {'pytorch': lambda x, f=eager: f(x)}
-            inputs = {'pytorch': pixels}
-            if 'onnxruntime' in runtimes:
-                runners['onnxruntime'] = onnxruntime_runner(files[key], threads)
-            if 'openvino' in runtimes:
-                runners['openvino'] = openvino_runner(files[key], threads)
-            for name in runners:
-                if name != 'pytorch':
-                    inputs[name] = pixels.numpy()
-            with torch.no_grad():
-                out = eager(pixels)
-                reference = [o.numpy() for o in (out if isinstance(out, (tuple, list)) else
-                                                 (out,))]
-                errors = {name: max_relative_error(runners[name](inputs[name]), reference)
-                          for name in runners if name != 'pytorch'}
-                times = time_case(runners, inputs, args.rounds, args.warmup)
+            spec = dict(kind=kind, config=str(config), checkpoint=str(checkpoint),
+                        onnx_file=str(files[key]), threads=threads,
+                        pixels=example_input((size, size), batch=batch).numpy())
+            hosts = {}
+            try:
+                for name in runtimes:
+                    hosts[name] = host(name, spec)
+                reference = hosts['pytorch'].outputs()
+                errors = {name: max_relative_error(h.outputs(), reference)
+                          for name, h in hosts.items() if name != 'pytorch'}
+                times = time_rounds(lambda name: hosts[name].run(), runtimes, args.rounds,
+                                    args.warmup)
+            finally:
+                for h in hosts.values():
+                    h.close()
             medians = {name: statistics.median(values) for name, values in times.items()}
             row = dict(model=kind, batch=batch, size=size, medians=medians, times=times,
                        max_relative_error=errors)
@@ -255,7 +376,7 @@ def run(args: argparse.Namespace) -> dict:
                 print(f'    {name:>12}: {median * 1000:9.1f} ms (median)   pytorch / this = '
                       f'{medians["pytorch"] / median:5.2f}{error}', flush=True)
     return dict(threads=threads, versions=versions, rounds=args.rounds, warmup=args.warmup,
-                rows=rows)
+                isolation=isolation, rows=rows)
 
 
 def summarise(results: dict) -> bool:
@@ -278,6 +399,8 @@ def summarise(results: dict) -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
+    if args.worker_fd is not None:
+        return serve(args.worker_fd)
     results = run(args)
     summarise(results)
     if args.out:

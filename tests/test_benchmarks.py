@@ -46,8 +46,22 @@ def test_export_speed_times_every_runtime_on_one_export_and_compares_outputs(tmp
         assert all(value > 0 for value in row['medians'].values())
         assert all(error < 1e-4 for error in row['max_relative_error'].values()), row
     assert results['threads'] == 1
+    assert results['isolation'] == 'a process per runtime'
     assert 'Goal (issue 28)' in capsys.readouterr().out
     assert (tmp_path / 'speed.json').is_file()
+
+
+def test_export_speed_worker_failure_reaches_the_caller_with_its_traceback(tmp_path):
+    """A runtime that cannot start in its worker process fails the benchmark with the worker's
+    own error, instead of hanging or timing nothing."""
+    import numpy as np
+    export_speed = load_script('export_speed')
+    missing = tmp_path / 'missing.onnx'
+    spec = dict(kind='backbone', onnx_file=str(missing), threads=1,
+                pixels=np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(RuntimeError, match='benchmark worker failed') as error:
+        export_speed.WorkerProcess('onnxruntime', spec)
+    assert 'missing.onnx' in str(error.value)
 
 
 def test_onnxruntime_profile_shares_add_up_and_name_the_graphs_operators(capsys):
