@@ -37,6 +37,7 @@ round, in a rotating order, one at a time, so machine noise hits all alike; the 
 import argparse
 import json
 import os.path as osp
+import resource
 import socket
 import statistics
 import subprocess
@@ -46,7 +47,7 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -207,6 +208,10 @@ class InProcess:
     def outputs(self) -> list:
         return [np.asarray(o) for o in self._call(self._pixels)]
 
+    def usage(self) -> Optional[Tuple[int, float]]:
+        """This runtime's own (page faults, system CPU seconds) so far; None here (shared)."""
+        return None
+
     def close(self) -> None:
         self._call = None
 
@@ -248,6 +253,11 @@ class WorkerProcess:
         self._conn.send('outputs')
         return self._reply()
 
+    def usage(self) -> Tuple[int, float]:
+        """The worker's (page faults, system CPU seconds) so far."""
+        self._conn.send('usage')
+        return self._reply()
+
     def close(self) -> None:
         if not self._conn.closed:
             try:
@@ -266,7 +276,11 @@ def serve(fd: int) -> None:
         runtime = InProcess(spec['runtime'], spec)
         conn.send(('ok', None))
         for message in iter(conn.recv, 'stop'):
-            conn.send(('ok', runtime.run() if message == 'run' else runtime.outputs()))
+            if message == 'usage':
+                own = resource.getrusage(resource.RUSAGE_SELF)
+                conn.send(('ok', (own.ru_minflt + own.ru_majflt, own.ru_stime)))
+            else:
+                conn.send(('ok', runtime.run() if message == 'run' else runtime.outputs()))
     except Exception:  # the parent raises it with this traceback
         conn.send(('error', traceback.format_exc()))
     finally:
@@ -360,21 +374,29 @@ def run(args: argparse.Namespace) -> dict:
                 reference = hosts['pytorch'].outputs()
                 errors = {name: max_relative_error(h.outputs(), reference)
                           for name, h in hosts.items() if name != 'pytorch'}
+                before = {name: h.usage() for name, h in hosts.items()}
                 times = time_rounds(lambda name: hosts[name].run(), runtimes, args.rounds,
                                     args.warmup)
+                calls = args.rounds + args.warmup
+                per_call = {name: dict(page_faults=(h.usage()[0] - before[name][0]) / calls,
+                                       system_s=(h.usage()[1] - before[name][1]) / calls)
+                            for name, h in hosts.items() if before[name] is not None}
             finally:
                 for h in hosts.values():
                     h.close()
             medians = {name: statistics.median(values) for name, values in times.items()}
             row = dict(model=kind, batch=batch, size=size, medians=medians, times=times,
-                       max_relative_error=errors)
+                       max_relative_error=errors, per_call=per_call)
             rows.append(row)
             print(f'  {kind} {size} px batch {batch}:', flush=True)
             for name, median in medians.items():
                 error = f'   max rel. error vs pytorch {errors[name]:.1e}' if name in errors \
                     else ''
+                usage = (f'   {per_call[name]["page_faults"]:.0f} page faults, '
+                         f'{per_call[name]["system_s"] * 1000:.0f} ms in the kernel per call'
+                         if name in per_call else '')
                 print(f'    {name:>12}: {median * 1000:9.1f} ms (median)   pytorch / this = '
-                      f'{medians["pytorch"] / median:5.2f}{error}', flush=True)
+                      f'{medians["pytorch"] / median:5.2f}{error}{usage}', flush=True)
     return dict(threads=threads, versions=versions, rounds=args.rounds, warmup=args.warmup,
                 isolation=isolation, rows=rows)
 
@@ -394,6 +416,13 @@ def summarise(results: dict) -> bool:
             met &= medians['pytorch'] / medians['onnxruntime'] >= GOAL
     print(f'\nGoal (issue 28): onnxruntime >= {GOAL}x pytorch eager in every case -> '
           f'{"met" if met else "NOT met"}')
+    print('Spread: pytorch time / onnxruntime time within each round (same moment, same '
+          'machine state): median [min, max]')
+    for row in results['rows']:
+        if 'onnxruntime' in row['times']:
+            ratios = [p / o for p, o in zip(row['times']['pytorch'], row['times']['onnxruntime'])]
+            print(f'{row["model"] + " " + str(row["size"]) + " b" + str(row["batch"]):>22} '
+                  f'{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]')
     return met
 
 

@@ -45,6 +45,9 @@ def test_export_speed_times_every_runtime_on_one_export_and_compares_outputs(tmp
         assert set(row['medians']) == set(export_speed.RUNTIMES)  # openvino is in the lock
         assert all(value > 0 for value in row['medians'].values())
         assert all(error < 1e-4 for error in row['max_relative_error'].values()), row
+        # Each worker reports its own kernel counters (page faults, system time) per call.
+        assert set(row['per_call']) == set(export_speed.RUNTIMES)
+        assert all(min(usage.values()) >= 0 for usage in row['per_call'].values()), row
     assert results['threads'] == 1
     assert results['isolation'] == 'a process per runtime'
     assert 'Goal (issue 28)' in capsys.readouterr().out
