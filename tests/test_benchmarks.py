@@ -76,5 +76,9 @@ def test_onnxruntime_profile_shares_add_up_and_name_the_graphs_operators(capsys)
     assert sum(result['shares'].values()) == pytest.approx(1.0)
     assert {'MatMul', 'ReduceSum', 'Conv', 'LayerNormalization'} <= set(result['shares'])
     assert 'ReduceL2' not in result['shares']
+    top = result['top_nodes']
+    assert len(top) == 8 and [n['ms'] for n in top] == sorted((n['ms'] for n in top), reverse=True)
+    assert {n['op'] for n in top} <= set(result['shares'])
+    assert sum(n['share'] for n in top) <= 1.0 + 1e-9
     assert set(result['medians']) == {'all', 'extended'}
     assert 'share of kernel time by operator' in capsys.readouterr().out
