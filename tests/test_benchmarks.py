@@ -82,3 +82,17 @@ def test_onnxruntime_profile_shares_add_up_and_name_the_graphs_operators(capsys)
     assert sum(n['share'] for n in top) <= 1.0 + 1e-9
     assert set(result['medians']) == {'all', 'extended'}
     assert 'share of kernel time by operator' in capsys.readouterr().out
+
+
+def test_export_speed_in_process_keeps_the_first_method():
+    """--in-process times every runtime in the benchmark's own process: outputs still checked
+    against PyTorch eager, and no per-worker counters (there are no workers)."""
+    export_speed = load_script('export_speed')
+    results = export_speed.main(['--cases', 'backbone:1', '--size', '64', '--rounds', '1',
+                                 '--warmup', '0', '--threads', '1', '--runtimes',
+                                 'pytorch,onnxruntime', '--in-process'])
+    assert results['isolation'] == 'one process'
+    (row,) = results['rows']
+    assert set(row['medians']) == {'pytorch', 'onnxruntime'}
+    assert row['max_relative_error']['onnxruntime'] < 1e-4
+    assert row['per_call'] == {}
