@@ -29,7 +29,7 @@ same number of CPU threads (``--threads``, default torch's):
 The weights are random (the speed does not depend on them); the export tool's own spot check runs
 on each export, and the outputs of each runtime are compared with PyTorch's here too. Each runtime
 runs in its own worker process (``--in-process``: all in this one, the first method, where they
-disturb each other; docs/speed.md), and within a case the runtimes run interleaved, round by
+share one heap and the CPU; docs/speed.md), and within a case the runtimes run interleaved, round by
 round, in a rotating order, one at a time, so machine noise hits all alike; the first
 ``--warmup`` rounds are dropped, the median of the rest is reported with the ratio
 ``pytorch time / runtime time`` (> 1: faster than PyTorch eager).
@@ -75,8 +75,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, help="CPU threads (default: torch's choice)")
     parser.add_argument('--out', help='also write the results here as JSON')
     parser.add_argument('--in-process', action='store_true',
-                        help='time every runtime in this one process (the first method; they '
-                             'disturb each other, docs/speed.md) instead of one process each')
+                        help='time every runtime in this one process (the first method, one shared '
+                             'heap; docs/speed.md) instead of one process each')
     parser.add_argument('--worker-fd', type=int, help=argparse.SUPPRESS)  # WorkerProcess
     args = parser.parse_args(argv)
     cases = []
@@ -201,9 +201,7 @@ class InProcess:
         self._pixels = spec['pixels']
 
     def run(self) -> float:
-        start = time.perf_counter()
-        self._call(self._pixels)
-        return time.perf_counter() - start
+        return seconds(self._call, self._pixels)
 
     def outputs(self) -> list:
         return [np.asarray(o) for o in self._call(self._pixels)]
@@ -219,9 +217,9 @@ class InProcess:
 class WorkerProcess:
     """A runtime in its own Python process, driven over a socket: same ``run()`` / ``outputs()``.
 
-    NOTE: in one process the runtimes share the heap and the CPU threads' caches: PyTorch eager
-    frees its large temporaries after each call and takes them again from the heap the other
-    runtimes used in between. Each runtime in its own process has its allocator and thread pool
+    NOTE: in one process the runtimes share the heap: PyTorch eager frees its large temporaries
+    after each call and takes them again from the heap the other runtimes used in between (the
+    runs in docs/speed.md did not show a consistent effect either way). Each runtime in its own process has its allocator and thread pool
     to itself, as in a deployment; the others wait on their socket meanwhile.
     """
 
@@ -295,6 +293,13 @@ def max_relative_error(outputs, reference) -> float:
 
 
 # ----------------------------------------------------------------------------- timing
+def seconds(call: Callable, x) -> float:
+    """Wall seconds of one ``call(x)``."""
+    start = time.perf_counter()
+    call(x)
+    return time.perf_counter() - start
+
+
 def time_rounds(run: Callable[[str], float], names: Sequence[str], rounds: int,
                 warmup: int) -> Dict[str, List[float]]:
     """``run(name)`` (seconds per call) of each name, interleaved in a rotating order, round
@@ -313,11 +318,8 @@ def time_rounds(run: Callable[[str], float], names: Sequence[str], rounds: int,
 def time_case(runners: Dict[str, Callable], inputs: Dict[str, object], rounds: int,
               warmup: int) -> Dict[str, List[float]]:
     """Seconds per call of each in-process runner on its input (:func:`time_rounds`)."""
-    def run(name: str) -> float:
-        start = time.perf_counter()
-        runners[name](inputs[name])
-        return time.perf_counter() - start
-    return time_rounds(run, list(runners), rounds, warmup)
+    return time_rounds(lambda name: seconds(runners[name], inputs[name]), list(runners), rounds,
+                       warmup)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -377,10 +379,11 @@ def run(args: argparse.Namespace) -> dict:
                 before = {name: h.usage() for name, h in hosts.items()}
                 times = time_rounds(lambda name: hosts[name].run(), runtimes, args.rounds,
                                     args.warmup)
+                after = {name: h.usage() for name, h in hosts.items()}
                 calls = args.rounds + args.warmup
-                per_call = {name: dict(page_faults=(h.usage()[0] - before[name][0]) / calls,
-                                       system_s=(h.usage()[1] - before[name][1]) / calls)
-                            for name, h in hosts.items() if before[name] is not None}
+                per_call = {name: dict(page_faults=(after[name][0] - before[name][0]) / calls,
+                                       system_s=(after[name][1] - before[name][1]) / calls)
+                            for name in hosts if before[name] is not None}
             finally:
                 for h in hosts.values():
                     h.close()
